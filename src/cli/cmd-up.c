@@ -1,0 +1,209 @@
+/*
+ * cmd-up.c - `tend up`: load the config, start the system, print its
+ * events and the services' output, and shut it down on SIGINT/SIGTERM.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "config.h"
+#include "fdutil.h"
+#include "log.h"
+#include "macros.h"
+#include "parse.h"
+#include "supervisor.h"
+#include "tend-config.h"
+
+#define TEND_VERSION_STRING TEND_VERSION
+
+typedef struct up_ctx {
+    supervisor *sup;
+    int64_t shutdown_timeout_ms;
+    int notify_fd;          /* --detach: tells the waiting parent the outcome */
+    uv_signal_t sigint, sigterm, sighup;
+} up_ctx;
+
+static void on_log(void *data, int level, const char *svc, const char *msg) {
+    log_msg(level, svc, "%s", msg);
+}
+
+static void on_output(void *data, const char *svc, size_t index, const char *line, size_t len) {
+    log_output_line(svc, index, line, len);
+}
+
+static void tell_parent(up_ctx *u, char verdict) {
+    if (u->notify_fd < 0)
+        return;
+    (void)write_all(u->notify_fd, &verdict, 1);
+    close(u->notify_fd);
+    u->notify_fd = -1;
+}
+
+static void on_phase(void *data, supervisor_phase phase) {
+    up_ctx *u = data;
+    if (phase == PHASE_STARTED)
+        tell_parent(u, '0');
+    else if (phase == PHASE_STOPPING || phase == PHASE_DONE) {
+        tell_parent(u, '1');
+        if (phase == PHASE_DONE) {
+            uv_close((uv_handle_t *)&u->sigint, NULL);
+            uv_close((uv_handle_t *)&u->sigterm, NULL);
+            uv_close((uv_handle_t *)&u->sighup, NULL);
+        }
+    }
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    up_ctx *u = h->data;
+    if (u->sup->phase == PHASE_STOPPING) {
+        supervisor_hurry(u->sup);
+        return;
+    }
+    char reason[32];
+    snprintf(reason, sizeof(reason), "SIG%s", signal_name(signum));
+    supervisor_shutdown(u->sup, reason, EXIT_OK, u->shutdown_timeout_ms);
+}
+
+/* --detach: the parent waits for the verdict of startup and exits with
+ * it; the child runs on in its own session with output to tend.log. */
+static int detach(const tend_config *cfg, int *ret_notify_fd) {
+    int p[2];
+    char path[4200];
+    if (mkdir_p(cfg->state_dir, 0700) < 0 || pipe2(p, O_CLOEXEC) < 0) {
+        cli_error("cannot detach: %s", strerror(errno));
+        return -1;
+    }
+    snprintf(path, sizeof(path), "%s/tend.log", cfg->state_dir);
+    int logfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (logfd < 0) {
+        cli_error("%s: %s", path, strerror(errno));
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        cli_error("fork: %s", strerror(errno));
+        return -1;
+    }
+    if (pid > 0) {
+        close(p[1]);
+        close(logfd);
+        char v = '1';
+        ssize_t n;
+        do
+            n = read(p[0], &v, 1);
+        while (n < 0 && errno == EINTR);
+        if (n == 1 && v == '0') {
+            printf("tend: %s started (pid %d); log: %s\n", cfg->name, (int)pid, path);
+            _exit(EXIT_OK);
+        }
+        fprintf(stderr, "tend: %s failed to start; see %s\n", cfg->name, path);
+        _exit(EXIT_RUNTIME);
+    }
+    close(p[0]);
+    setsid();
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        close(null);
+    }
+    dup2(logfd, STDOUT_FILENO);
+    dup2(logfd, STDERR_FILENO);
+    close(logfd);
+    *ret_notify_fd = p[1];
+    return 0;
+}
+
+static void usage(void) {
+    printf("usage: tend up [-f FILE] [--detach] [--timeout D] [SERVICE...]\n"
+           "  -f, --file FILE   config (default: $TEND_CONFIG or ./tend.yaml)\n"
+           "  -d, --detach      run in the background once startup succeeded\n"
+           "      --timeout D   hard deadline for shutdown (default 30s)\n");
+}
+
+static int run(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"file", required_argument, NULL, 'f'},
+        {"detach", no_argument, NULL, 'd'},
+        {"timeout", required_argument, NULL, 'T'},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    const char *path = cli_default_config();
+    int64_t timeout_ms = 30000;
+    bool do_detach = false;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "+f:dh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'f': path = optarg; break;
+        case 'd': do_detach = true; break;
+        case 'T':
+            if (parse_duration_ms(optarg, &timeout_ms) < 0) {
+                cli_error("--timeout: invalid duration \"%s\" (try 500ms, 5s, 2m)", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'h': usage(); return EXIT_OK;
+        default: return EXIT_USAGE;
+        }
+    }
+    tend_config *cfg;
+    int r = cli_load_config(path, &cfg);
+    if (r != 0)
+        return r;
+
+    up_ctx u = {.shutdown_timeout_ms = timeout_ms, .notify_fd = -1};
+    if (do_detach && detach(cfg, &u.notify_fd) < 0) {
+        tend_config_free(cfg);
+        return EXIT_RUNTIME;
+    }
+    log_setup(cfg->log_format == TEND_LOG_JSON ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT, cfg->log_level,
+              isatty(STDOUT_FILENO) && !getenv("NO_COLOR"));
+    size_t width = 4;
+    for (size_t i = 0; i < cfg->n_services; i++)
+        width = MAX(width, strlen(cfg->services[i].name));
+    log_set_name_width(width);
+    signal(SIGPIPE, SIG_IGN);
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    supervisor_callbacks cb = {.data = &u, .log = on_log, .output = on_output, .phase_changed = on_phase};
+    char err[1024] = "";
+    char **selected = optind < argc ? argv + optind : NULL;
+    r = supervisor_new(&loop, cfg, selected, &cb, &u.sup, err, sizeof(err));
+    if (r < 0) {
+        cli_error("%s", err);
+        tell_parent(&u, '1');
+        uv_loop_close(&loop);
+        tend_config_free(cfg);
+        return r == -ENOENT && selected ? EXIT_USAGE : EXIT_RUNTIME;
+    }
+    uv_signal_t *sigs[] = {&u.sigint, &u.sigterm, &u.sighup};
+    int signums[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < ELEMENTSOF(sigs); i++) {
+        uv_signal_init(&loop, sigs[i]);
+        sigs[i]->data = &u;
+        uv_signal_start(sigs[i], on_signal, signums[i]);
+    }
+    log_info(NULL, "tend %s starting %s (%zu services, state in %s)", TEND_VERSION_STRING, cfg->name,
+             cfg->n_services, cfg->state_dir);
+    supervisor_start(u.sup);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    int code = u.sup->exit_code;
+    if (u.sup->failure[0])
+        cli_error("startup failed: %s", u.sup->failure);
+    supervisor_free(u.sup);
+    if (uv_loop_close(&loop) == UV_EBUSY)
+        log_debug(NULL, "event loop closed with handles still open");
+    tend_config_free(cfg);
+    return code;
+}
+
+const cmd_entry cmd_up_entry = {"up", "[-f FILE] [--detach] [--timeout D] [SERVICE...]",
+                                "start the system and supervise it", run};

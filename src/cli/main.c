@@ -1,0 +1,78 @@
+/*
+ * main.c - the tend command: dispatch to a subcommand from the table.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "config.h"
+#include "macros.h"
+#include "strv.h"
+
+static const cmd_entry *const commands[] = {
+    &cmd_up_entry,
+    &cmd_check_entry,
+    &cmd_graph_entry,
+    &cmd_version_entry,
+};
+
+void cli_error(const char *fmt, ...) {
+    char msg[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "tend: %s\n", msg);
+}
+
+const char *cli_default_config(void) {
+    const char *e = getenv("TEND_CONFIG");
+    return e && *e ? e : "tend.yaml";
+}
+
+int cli_load_config(const char *path, tend_config **ret) {
+    char **errors = NULL;
+    int r = config_load(path, ret, &errors);
+    if (r < 0) {
+        if (errors && errors[0]) {
+            for (size_t i = 0; errors[i]; i++)
+                fprintf(stderr, "tend: %s\n", errors[i]);
+        } else {
+            cli_error("%s: %s", path, strerror(-r));
+        }
+        strv_free(errors);
+        return EXIT_USAGE;
+    }
+    strv_free(errors);
+    return 0;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: tend COMMAND [ARGS...]\n\ncommands:\n");
+    for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+        fprintf(f, "  %-8s %-44s %s\n", commands[i]->name, commands[i]->usage, commands[i]->summary);
+    fprintf(f, "\nexit codes: 0 success, 1 runtime failure, 2 usage or configuration error,\n"
+               "3 no running instance reachable.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "-h") == 0 || strcmp(name, "--help") == 0 || strcmp(name, "help") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0)
+        name = "version";
+    for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+        if (strcmp(commands[i]->name, name) == 0)
+            return commands[i]->run(argc - 1, argv + 1);
+    cli_error("unknown command \"%s\" (try tend --help)", name);
+    return EXIT_USAGE;
+}

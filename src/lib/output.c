@@ -1,0 +1,167 @@
+/* output.c - see output.h. */
+#include "output.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "fdutil.h"
+
+int logfile_open(logfile *lf, const char *path, uint64_t max_size, int max_files) {
+    *lf = (logfile){.fd = -1, .max_size = max_size, .max_files = max_files};
+    lf->path = strdup(path);
+    if (!lf->path)
+        return -ENOMEM;
+    lf->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (lf->fd < 0) {
+        int e = -errno;
+        free(lf->path);
+        lf->path = NULL;
+        return e;
+    }
+    struct stat st;
+    if (fstat(lf->fd, &st) == 0)
+        lf->size = (uint64_t)st.st_size;
+    return 0;
+}
+
+static int logfile_rotate(logfile *lf) {
+    char from[4200], to[4200];
+    close(lf->fd);
+    lf->fd = -1;
+    if (lf->max_files <= 0) {
+        (void)unlink(lf->path);
+    } else {
+        for (int i = lf->max_files - 1; i >= 1; i--) {
+            snprintf(from, sizeof(from), "%s.%d", lf->path, i);
+            snprintf(to, sizeof(to), "%s.%d", lf->path, i + 1);
+            (void)rename(from, to);
+        }
+        snprintf(to, sizeof(to), "%s.1", lf->path);
+        (void)rename(lf->path, to);
+    }
+    lf->fd = open(lf->path, O_WRONLY | O_CREAT | O_APPEND | O_TRUNC | O_CLOEXEC, 0640);
+    lf->size = 0;
+    return lf->fd < 0 ? -errno : 0;
+}
+
+int logfile_write_line(logfile *lf, const char *line, size_t len) {
+    if (lf->fd < 0)
+        return -EBADF;
+    if (lf->max_size > 0 && lf->size > 0 && lf->size + len + 1 > lf->max_size) {
+        int r = logfile_rotate(lf);
+        if (r < 0)
+            return r;
+    }
+    struct iovec iov[2] = {{(void *)line, len}, {"\n", 1}};
+    ssize_t n = writev(lf->fd, iov, 2);
+    if (n < 0)
+        return -errno;
+    lf->size += (uint64_t)n;
+    return 0;
+}
+
+void logfile_close(logfile *lf) {
+    if (lf->fd >= 0)
+        close(lf->fd);
+    lf->fd = -1;
+    free(lf->path);
+    lf->path = NULL;
+}
+
+struct output_stream {
+    uv_pipe_t pipe;
+    logfile *lf;
+    output_line_cb cb;
+    void *data;
+    size_t len;
+    char buf[OUTPUT_MAX_LINE];
+};
+
+static void emit(output_stream *s, const char *line, size_t len) {
+    if (len > 0 && line[len - 1] == '\r')
+        len--;
+    if (s->lf)
+        (void)logfile_write_line(s->lf, line, len);
+    if (s->cb)
+        s->cb(s->data, line, len);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    output_stream *s = h->data;
+    buf->base = s->buf + s->len;
+    buf->len = sizeof(s->buf) - s->len;
+}
+
+static void on_close(uv_handle_t *h) { free(h->data); }
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
+    output_stream *s = st->data;
+    if (n < 0) {
+        if (s->len > 0)
+            emit(s, s->buf, s->len);
+        s->len = 0;
+        if (s->cb)
+            s->cb(s->data, NULL, 0); /* end of stream: the owner forgets us */
+        uv_close((uv_handle_t *)&s->pipe, on_close);
+        return;
+    }
+    s->len += (size_t)n;
+    size_t start = 0;
+    for (size_t i = 0; i < s->len; i++) {
+        if (s->buf[i] == '\n') {
+            emit(s, s->buf + start, i - start);
+            start = i + 1;
+        }
+    }
+    if (start == 0 && s->len == sizeof(s->buf)) {
+        emit(s, s->buf, s->len); /* an over-long line: split it */
+        s->len = 0;
+    } else if (start > 0) {
+        memmove(s->buf, s->buf + start, s->len - start);
+        s->len -= start;
+    }
+}
+
+int output_stream_start(uv_loop_t *loop, int fd, logfile *lf, output_line_cb cb, void *data,
+                        output_stream **ret) {
+    output_stream *s = calloc(1, sizeof(*s));
+    if (!s) {
+        close(fd);
+        return -ENOMEM;
+    }
+    s->lf = lf;
+    s->cb = cb;
+    s->data = data;
+    int r = uv_pipe_init(loop, &s->pipe, 0);
+    if (r < 0) {
+        close(fd);
+        free(s);
+        return r;
+    }
+    s->pipe.data = s;
+    r = uv_pipe_open(&s->pipe, fd);
+    if (r == 0)
+        r = uv_read_start((uv_stream_t *)&s->pipe, on_alloc, on_read);
+    if (r < 0) {
+        uv_close((uv_handle_t *)&s->pipe, on_close);
+        return r;
+    }
+    if (ret)
+        *ret = s;
+    return 0;
+}
+
+void output_stream_detach(output_stream *s) {
+    if (!s)
+        return;
+    s->cb = NULL;
+    s->lf = NULL;
+    if (!uv_is_closing((uv_handle_t *)&s->pipe))
+        uv_close((uv_handle_t *)&s->pipe, on_close);
+}

@@ -1,0 +1,48 @@
+/*
+ * output.h - a service's stdout/stderr: read from a pipe on the loop,
+ * split into lines, appended to <state_dir>/logs/<name>.log with size
+ * rotation (name.log.1 ... name.log.<max_files>), and handed to a line
+ * callback (tend prints them as "name | line").
+ *
+ * Lines longer than OUTPUT_MAX_LINE are split.  The pipe's read end lives
+ * in tend (close-on-exec); the write end goes to the child and is closed
+ * here right after spawning, so EOF means every holder exited.
+ */
+#ifndef TEND_LIB_OUTPUT_H
+#define TEND_LIB_OUTPUT_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#define OUTPUT_MAX_LINE 8192
+
+typedef struct logfile {
+    char *path;
+    int fd;
+    uint64_t size, max_size;
+    int max_files;
+} logfile;
+
+/* Opens (appending) path; 0 or -errno.  max_size 0 disables rotation. */
+int logfile_open(logfile *lf, const char *path, uint64_t max_size, int max_files);
+/* Appends len bytes and a newline, rotating first when the file would
+ * exceed max_size.  0 or -errno. */
+int logfile_write_line(logfile *lf, const char *line, size_t len);
+void logfile_close(logfile *lf);
+
+typedef void (*output_line_cb)(void *data, const char *line, size_t len);
+
+typedef struct output_stream output_stream;
+
+/*
+ * Starts reading fd (takes ownership) on loop.  Each complete line goes to
+ * lf (may be NULL) and cb.  At end of stream cb gets (NULL, 0) once; the
+ * stream then frees itself.  output_stream_detach() frees it early.  0 or -errno.
+ */
+int output_stream_start(uv_loop_t *loop, int fd, logfile *lf, output_line_cb cb, void *data,
+                        output_stream **ret);
+/* Stops delivering to cb/lf (the owner is going away); the stream closes
+ * its pipe and frees itself. */
+void output_stream_detach(output_stream *s);
+
+#endif

@@ -1,0 +1,99 @@
+/*
+ * supervisor.h - a whole system of services on one loop: dependency-driven
+ * startup (each service starts the moment its own dependencies meet their
+ * conditions), the startup verdict (critical failure aborts, non-critical
+ * degrades and blocks its ready-dependents), supervision, and shutdown in
+ * reverse dependency order under a hard deadline.
+ *
+ * Single-threaded: every function runs on the loop thread.  The supervisor
+ * reports through callbacks and never prints.
+ */
+#ifndef TEND_LIB_SUPERVISOR_H
+#define TEND_LIB_SUPERVISOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <tend/spec.h>
+#include <syslog.h> /* LOG_* levels for the log callback */
+#include <uv.h>
+
+#include "graph.h"
+#include "guard.h"
+#include "http-client.h"
+#include "reaper.h"
+#include "service.h"
+
+typedef enum supervisor_phase {
+    PHASE_IDLE = 0,     /* created; nothing started (tend up --no-start) */
+    PHASE_STARTING,
+    PHASE_STARTED,      /* every selected service settled */
+    PHASE_STOPPING,
+    PHASE_DONE,         /* everything stopped; exit_code is final */
+} supervisor_phase;
+
+typedef struct supervisor_callbacks {
+    void *data;
+    /* One event line; service is NULL for the system itself. */
+    void (*log)(void *data, int level, const char *svc, const char *msg);
+    /* One line of a service's output. */
+    void (*output)(void *data, const char *svc, size_t index, const char *line, size_t len);
+    void (*state_changed)(void *data, const service *s, service_state from, const char *reason);
+    void (*health_changed)(void *data, const service *s, service_health from);
+    void (*phase_changed)(void *data, supervisor_phase phase);
+} supervisor_callbacks;
+
+typedef struct supervisor {
+    uv_loop_t *loop;
+    const tend_config *cfg;
+    graph *graph;
+    service *services;
+    size_t n;
+    supervisor_phase phase;
+    supervisor_callbacks cb;
+    reaper reaper;
+    guard guard;
+    http_client *http;
+    probe_ctx probe_ctx;
+    uv_timer_t deadline;
+    uv_signal_t sig_int, sig_term;
+    int exit_code;
+    int64_t created_ms, start_ms, started_ms, stop_ms;
+    char failure[1024];      /* why startup failed, or "" */
+    char stop_reason[128];
+    bool rng_seeded;
+    uint64_t rng;
+} supervisor;
+
+/*
+ * Creates the supervisor for cfg (which must outlive it) on loop: opens
+ * state_dir/logs, the notify sockets, the guard process.  selected: NULL
+ * for all services, else a NULL-terminated list of names whose
+ * dependencies (transitively) are included.  0 or -errno; on error a
+ * message is written to err.
+ */
+int supervisor_new(uv_loop_t *loop, const tend_config *cfg, char *const *selected,
+                   const supervisor_callbacks *cb, supervisor **ret, char *err, size_t errlen);
+/* Starts every selected service in dependency order. */
+int supervisor_start(supervisor *sup);
+/* Graceful shutdown; deadline_ms bounds it (then SIGKILL to everything).
+ * Idempotent.  exit_code is what the run ends with. */
+void supervisor_shutdown(supervisor *sup, const char *reason, int exit_code, int64_t deadline_ms);
+/* Skips to the deadline's SIGKILL (a second Ctrl-C). */
+void supervisor_hurry(supervisor *sup);
+/* Frees after the loop has drained (call once phase is PHASE_DONE). */
+void supervisor_free(supervisor *sup);
+
+service *supervisor_find(supervisor *sup, const char *name);
+/* Manual actions (`tend start|stop|restart`): 0, -EBUSY when the state
+ * forbids it. */
+int supervisor_service_start(supervisor *sup, service *s);
+int supervisor_service_stop(supervisor *sup, service *s);
+int supervisor_service_restart(supervisor *sup, service *s);
+
+/* Internal, for service.c. */
+void supervisor_on_state(supervisor *sup, service *s, service_state from, const char *reason);
+void supervisor_logf(supervisor *sup, int level, const char *svc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+double supervisor_random(supervisor *sup);
+
+#endif
