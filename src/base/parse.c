@@ -14,18 +14,33 @@
 #include <stdbool.h>
 #include <strings.h>
 
-/* Parses a non-negative decimal number with an optional fraction; returns
- * the end of the number or NULL. */
+/* Parses a non-negative decimal number with an optional fraction
+ * ("5", "1.5", ".5"); returns the end of the number or NULL.  Only plain
+ * decimals: strtod() alone would also take "1e3", "0x10" and "inf". */
 static const char *parse_number(const char *s, double *ret) {
-    if (!isdigit((unsigned char)*s) && !(*s == '.' && isdigit((unsigned char)s[1])))
+    size_t n = 0;
+    while (isdigit((unsigned char)s[n]))
+        n++;
+    if (s[n] == '.') {
+        size_t frac = 0;
+        while (isdigit((unsigned char)s[n + 1 + frac]))
+            frac++;
+        if (frac == 0)
+            return NULL;
+        n += 1 + frac;
+    }
+    if (n == 0 || n > 64)
         return NULL;
+    char buf[72];
+    memcpy(buf, s, n);
+    buf[n] = '\0';
     errno = 0;
     char *end;
-    double v = strtod(s, &end);
-    if (errno != 0 || end == s || !isfinite(v) || v < 0)
+    double v = strtod(buf, &end);
+    if (errno != 0 || *end || !isfinite(v) || v < 0)
         return NULL;
     *ret = v;
-    return end;
+    return s + n;
 }
 
 int parse_duration_ms(const char *s, int64_t *ret_ms) {

@@ -2,6 +2,7 @@
 #include "backoff.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 int64_t backoff_delay_ms(int64_t base_ms, int64_t max_ms, double jitter, unsigned attempt, double u) {
@@ -27,7 +28,14 @@ int64_t backoff_delay_ms(int64_t base_ms, int64_t max_ms, double jitter, unsigne
     d *= 1.0 + jitter * (2.0 * u - 1.0);
     if (d < 0)
         d = 0;
-    return (int64_t)llround(d);
+    if (d > 4e18)
+        d = 4e18;
+    /* Doubles cannot hold every int64: keep the cap exact. */
+    int64_t r = (int64_t)llround(d);
+    int64_t hi = max_ms + (int64_t)((double)max_ms * jitter);
+    if (hi < max_ms)
+        hi = INT64_MAX;
+    return r > hi ? hi : r;
 }
 
 static void prune(restart_window *w, int64_t now_ms, int64_t window_ms) {

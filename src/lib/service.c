@@ -167,7 +167,11 @@ static void set_health(service *s, service_health h) {
         return;
     service_health from = s->health;
     s->health = h;
-    logf_svc(s, LOG_INFO, "health %s -> %s", service_health_name(from), service_health_name(h));
+    /* Starting and stopping are told by the state lines already. */
+    bool notable = h == HEALTH_DEGRADED || h == HEALTH_UNHEALTHY || from == HEALTH_DEGRADED ||
+                   from == HEALTH_UNHEALTHY;
+    logf_svc(s, notable ? LOG_INFO : LOG_DEBUG, "health %s -> %s", service_health_name(from),
+             service_health_name(h));
     if (s->sup->cb.health_changed)
         s->sup->cb.health_changed(s->sup->cb.data, s, from);
 }
@@ -581,7 +585,8 @@ static int spawn_main(service *s, char *err, size_t errlen) {
         return -errno;
     }
     spawn_opts o = {
-        .argv = s->spec->argv, .envp = s->envp, .cwd = s->spec->cwd, .out_fd = pipefd[1],
+        .argv = s->spec->argv, .envp = s->envp, .out_fd = pipefd[1],
+        .cwd = s->spec->cwd ? s->spec->cwd : s->sup->cfg->dir,
         .has_user = s->has_user, .uid = s->uid, .gid = s->gid, .user = s->spec->user,
         .rlimit_as = s->spec->resources.memory_max, .rlimit_nofile = s->spec->resources.nofile,
     };
