@@ -17,8 +17,8 @@ test:
 test-unit: all
 	meson test -C $(BUILD) --suite unit --print-errorlogs
 
-demo: all
-	cd examples/demo && ../../$(BUILD)/src/cli/tend up -f tend.yaml
+demo:
+	@./scripts/demo.sh
 
 bench: all
 	@./scripts/deps.sh --bench
