@@ -11,7 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "cmd.h"
+#include "events.h"
 #include "config.h"
 #include "fdutil.h"
 #include "log.h"
@@ -19,11 +21,16 @@
 #include "parse.h"
 #include "supervisor.h"
 #include "tend-config.h"
+#include "timeutil.h"
 
 #define TEND_VERSION_STRING TEND_VERSION
 
 typedef struct up_ctx {
     supervisor *sup;
+    api_server api;
+    bool api_running;
+    uv_timer_t deferred;    /* API requests act on the next loop turn */
+    bool want_start, want_shutdown;
     int64_t shutdown_timeout_ms;
     int notify_fd;          /* --detach: tells the waiting parent the outcome */
     uv_signal_t sigint, sigterm, sighup;
@@ -34,7 +41,12 @@ static void on_log(void *data, int level, const char *svc, const char *msg) {
 }
 
 static void on_output(void *data, const char *svc, size_t index, const char *line, size_t len) {
+    up_ctx *u = data;
     log_output_line(svc, index, line, len);
+    /* `tend logs -f` and the dashboard read output from the event stream. */
+    if (u->api_running && events_subscribers(u->api.events) > 0)
+        events_publish(u->api.events, "service.output",
+                       json_pack("{s:s, s:s%, s:o}", "service", svc, "line", line, len, "ts", api_time_json(now_wall_ms())));
 }
 
 static void tell_parent(up_ctx *u, char verdict) {
@@ -45,8 +57,41 @@ static void tell_parent(up_ctx *u, char verdict) {
     u->notify_fd = -1;
 }
 
+static const char *phase_name(supervisor_phase p) {
+    static const char *const n[] = {"idle", "starting", "started", "stopping", "stopped"};
+    return p <= PHASE_DONE ? n[p] : "?";
+}
+
+static void on_state(void *data, const service *s, service_state from, const char *reason) {
+    up_ctx *u = data;
+    if (!u->api_running)
+        return;
+    json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "service", s->spec->name, "from",
+                          service_state_name(from), "to", service_state_name(s->state), "reason",
+                          reason ? json_string(reason) : json_null(), "pid", s->pid > 0 ? json_integer(s->pid) : json_null(),
+                          "ts", api_time_json(now_wall_ms()));
+    events_publish(u->api.events, "service.state", o);
+}
+
+static void on_health(void *data, const service *s, service_health from) {
+    up_ctx *u = data;
+    if (!u->api_running)
+        return;
+    events_publish(u->api.events, "service.health",
+                   json_pack("{s:s, s:s, s:s, s:o}", "service", s->spec->name, "from", service_health_name(from),
+                             "to", service_health_name(s->health), "ts", api_time_json(now_wall_ms())));
+}
+
 static void on_phase(void *data, supervisor_phase phase) {
     up_ctx *u = data;
+    if (u->api_running)
+        events_publish(u->api.events, "system.phase",
+                       json_pack("{s:s, s:o}", "state", phase_name(phase), "ts", api_time_json(now_wall_ms())));
+    if (phase == PHASE_DONE && u->api_running) {
+        u->api_running = false;
+        api_server_stop(&u->api);
+        uv_close((uv_handle_t *)&u->deferred, NULL);
+    }
     if (phase == PHASE_STARTED)
         tell_parent(u, '0');
     else if (phase == PHASE_STOPPING || phase == PHASE_DONE) {
@@ -57,6 +102,31 @@ static void on_phase(void *data, supervisor_phase phase) {
             uv_close((uv_handle_t *)&u->sighup, NULL);
         }
     }
+}
+
+static void on_deferred(uv_timer_t *t) {
+    up_ctx *u = t->data;
+    if (u->want_start) {
+        u->want_start = false;
+        supervisor_start(u->sup);
+    }
+    if (u->want_shutdown) {
+        u->want_shutdown = false;
+        int64_t to = u->api.shutdown_timeout_ms >= 0 ? u->api.shutdown_timeout_ms : u->shutdown_timeout_ms;
+        supervisor_shutdown(u->sup, "API request", EXIT_OK, to);
+    }
+}
+
+static void api_request_shutdown(api_server *srv, const char *reason) {
+    up_ctx *u = srv->owner;
+    u->want_shutdown = true;
+    uv_timer_start(&u->deferred, on_deferred, 0, 0);
+}
+
+static void api_request_start(api_server *srv) {
+    up_ctx *u = srv->owner;
+    u->want_start = true;
+    uv_timer_start(&u->deferred, on_deferred, 0, 0);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -120,9 +190,10 @@ static int detach(const tend_config *cfg, int *ret_notify_fd) {
 }
 
 static void usage(void) {
-    printf("usage: tend up [-f FILE] [--detach] [--timeout D] [SERVICE...]\n"
+    printf("usage: tend up [-f FILE] [--detach] [--no-start] [--timeout D] [SERVICE...]\n"
            "  -f, --file FILE   config (default: $TEND_CONFIG or ./tend.yaml)\n"
            "  -d, --detach      run in the background once startup succeeded\n"
+           "      --no-start    serve the API and wait for POST /api/v1/system/start\n"
            "      --timeout D   hard deadline for shutdown (default 30s)\n");
 }
 
@@ -131,18 +202,20 @@ static int run(int argc, char **argv) {
         {"file", required_argument, NULL, 'f'},
         {"detach", no_argument, NULL, 'd'},
         {"timeout", required_argument, NULL, 'T'},
+        {"no-start", no_argument, NULL, 'N'},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
     const char *path = cli_default_config();
     int64_t timeout_ms = 30000;
-    bool do_detach = false;
+    bool do_detach = false, no_start = false;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "+f:dh", opts, NULL)) != -1) {
         switch (c) {
         case 'f': path = optarg; break;
         case 'd': do_detach = true; break;
+        case 'N': no_start = true; break;
         case 'T':
             if (parse_duration_ms(optarg, &timeout_ms) < 0) {
                 cli_error("--timeout: invalid duration \"%s\" (try 500ms, 5s, 2m)", optarg);
@@ -173,7 +246,8 @@ static int run(int argc, char **argv) {
 
     uv_loop_t loop;
     uv_loop_init(&loop);
-    supervisor_callbacks cb = {.data = &u, .log = on_log, .output = on_output, .phase_changed = on_phase};
+    supervisor_callbacks cb = {.data = &u, .log = on_log, .output = on_output, .phase_changed = on_phase,
+                               .state_changed = on_state, .health_changed = on_health};
     char err[1024] = "";
     char **selected = optind < argc ? argv + optind : NULL;
     r = supervisor_new(&loop, cfg, selected, &cb, &u.sup, err, sizeof(err));
@@ -191,9 +265,33 @@ static int run(int argc, char **argv) {
         sigs[i]->data = &u;
         uv_signal_start(sigs[i], on_signal, signums[i]);
     }
-    log_info(NULL, "tend %s starting %s (%zu services, state in %s)", TEND_VERSION_STRING, cfg->name,
-             cfg->n_services, cfg->state_dir);
-    supervisor_start(u.sup);
+    uv_timer_init(&loop, &u.deferred);
+    u.deferred.data = &u;
+    u.api.owner = &u;
+    u.api.request_shutdown = api_request_shutdown;
+    u.api.request_start = api_request_start;
+    u.api.shutdown_timeout_ms = -1;
+    r = api_server_start(&u.api, &loop, cfg, u.sup, err, sizeof(err));
+    if (r < 0) {
+        cli_error("%s", err);
+        api_server_stop(&u.api);
+        uv_close((uv_handle_t *)&u.deferred, NULL);
+        tell_parent(&u, '1');
+        supervisor_shutdown(u.sup, "API failed to start", EXIT_USAGE, 1000);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        supervisor_free(u.sup);
+        uv_loop_close(&loop);
+        tend_config_free(cfg);
+        return EXIT_RUNTIME;
+    }
+    u.api_running = true;
+    log_info(NULL, "tend %s starting %s (%zu services, state in %s, api %s, socket %s)", TEND_VERSION_STRING,
+             cfg->name, cfg->n_services, cfg->state_dir, cfg->api_listen && *cfg->api_listen ? cfg->api_listen : "off",
+             u.api.socket_path);
+    if (no_start)
+        log_info(NULL, "waiting for POST /api/v1/system/start");
+    else
+        supervisor_start(u.sup);
     uv_run(&loop, UV_RUN_DEFAULT);
     int code = u.sup->exit_code;
     if (u.sup->failure[0])
@@ -205,5 +303,5 @@ static int run(int argc, char **argv) {
     return code;
 }
 
-const cmd_entry cmd_up_entry = {"up", "[-f FILE] [--detach] [--timeout D] [SERVICE...]",
+const cmd_entry cmd_up_entry = {"up", "[-f FILE] [--detach] [--no-start] [--timeout D] [SERVICE...]",
                                 "start the system and supervise it", run};

@@ -13,6 +13,13 @@ typedef struct cmd_entry {
 } cmd_entry;
 
 extern const cmd_entry cmd_up_entry;
+extern const cmd_entry cmd_down_entry;
+extern const cmd_entry cmd_status_entry;
+extern const cmd_entry cmd_health_entry;
+extern const cmd_entry cmd_start_entry;
+extern const cmd_entry cmd_stop_entry;
+extern const cmd_entry cmd_restart_entry;
+extern const cmd_entry cmd_logs_entry;
 extern const cmd_entry cmd_check_entry;
 extern const cmd_entry cmd_graph_entry;
 extern const cmd_entry cmd_version_entry;

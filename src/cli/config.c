@@ -18,9 +18,9 @@
  * duplicate probe ports) are never quiet.
  *
  * Limits: 4 MiB of YAML, 1000 services and queues, 64 KiB strings, 10000
- * items per mapping or sequence, 200000 node visits (a guard against alias
- * bombs: libyaml shares aliased nodes, so a walk could visit one node many
- * times), 100 errors.
+ * items per mapping or sequence, 64 levels of nesting, 200000 node visits
+ * (a guard against alias bombs: libyaml shares aliased nodes, so a walk
+ * could visit one node many times), 100 errors.
  */
 #include "config.h"
 
@@ -48,6 +48,9 @@
 #define CONFIG_MAX_ERRORS 100
 #define CONFIG_MAX_ENV_FILE (1u << 20)
 #define CONFIG_MAX_NAME 64
+#define CONFIG_MAX_DEPTH 64
+#define CONFIG_MAX_ANCHORS 100
+#define CONFIG_MAX_ALIASES 10000
 
 typedef struct cerror {
     size_t line, col, seq;
@@ -2087,27 +2090,55 @@ static void check_deps(ctx *c, top_ctx *tc) {
     }
 }
 
-/* Two different services may not probe the same host:port. */
+static int port_cmp(const void *a, const void *b, void *userdata) {
+    const port_use *base = userdata;
+    const port_use *x = &base[*(const size_t *)a], *y = &base[*(const size_t *)b];
+    if (x->port != y->port)
+        return x->port < y->port ? -1 : 1;
+    int r = strcmp(x->host, y->host);
+    if (r != 0)
+        return r;
+    return *(const size_t *)a < *(const size_t *)b ? -1 : 1;
+}
+
+/*
+ * Two different services may not probe the same host:port.  Probes are
+ * sorted by target (then file order); in each group, the first probe of
+ * every other service is reported against the group's first service.
+ */
 static void check_ports(ctx *c, const tend_config *cfg) {
-    for (size_t i = 0; i < c->n_ports; i++) {
-        port_use *u = &c->ports[i];
-        bool reported = false;
-        for (size_t j = 0; j < i && !reported; j++) {
-            port_use *o = &c->ports[j];
-            if (o->port != u->port || !streq(o->host, u->host))
-                continue;
-            if (o->service == u->service)
-                break; /* this service's earlier probe was already checked */
-            size_t saved = c->path_len;
-            path_pop(c, 0);
-            size_t s2 = path_push(c, "%s", u->path);
-            error_at(c, u->node, "port %d is also probed by service \"%s\"", u->port,
-                     cfg->services[o->service].name);
-            path_pop(c, s2);
-            path_pop(c, saved);
-            reported = true;
-        }
+    if (c->n_ports < 2)
+        return;
+    size_t *idx = calloc(c->n_ports, sizeof(size_t));
+    if (!idx) {
+        c->oom = true;
+        return;
     }
+    for (size_t i = 0; i < c->n_ports; i++)
+        idx[i] = i;
+    qsort_r(idx, c->n_ports, sizeof(size_t), port_cmp, c->ports);
+    for (size_t g = 0; g < c->n_ports;) {
+        const port_use *first = &c->ports[idx[g]];
+        size_t e = g + 1;
+        while (e < c->n_ports && c->ports[idx[e]].port == first->port &&
+               streq(c->ports[idx[e]].host, first->host))
+            e++;
+        for (size_t i = g + 1; i < e; i++) {
+            const port_use *u = &c->ports[idx[i]];
+            bool seen = u->service == first->service;
+            for (size_t j = g + 1; j < i && !seen; j++)
+                seen = c->ports[idx[j]].service == u->service;
+            if (seen)
+                continue;
+            /* The walk is over: the key path is empty here. */
+            size_t saved = path_push(c, "%s", u->path);
+            error_at(c, u->node, "port %d is also probed by service \"%s\"", u->port,
+                     cfg->services[first->service].name);
+            path_pop(c, saved);
+        }
+        g = e;
+    }
+    free(idx);
 }
 
 static int cerror_cmp(const void *a, const void *b) {
@@ -2202,7 +2233,7 @@ static int config_dir(const char *path, char **ret) {
     }
     cwd = get_current_dir_name();
     if (!cwd)
-        return errno == ENOMEM ? -ENOMEM : -errno;
+        return errno > 0 ? -errno : -ENOMEM;
     char *r = d ? path_abs(cwd, d) : strdup(cwd);
     if (!r)
         return -ENOMEM;
@@ -2254,6 +2285,69 @@ static void yaml_problem(ctx *c, const yaml_parser_t *p) {
     error_add(c, p->problem_mark.line + 1, p->problem_mark.column + 1, r < 0 ? NULL : msg);
 }
 
+/*
+ * libyaml's scanner does work proportional to the flow nesting depth for
+ * every token, so "[[[[..." is quadratic, and its loader looks anchors up
+ * in a list, so many anchors and aliases are quadratic too.  A first pass
+ * over the events stops at the limits; syntax errors are left for the real
+ * load to report.  Returns 0 (a limit hit is recorded as an error), or
+ * -ENOMEM.
+ */
+static int check_limits(ctx *c, const char *text, size_t len) {
+    yaml_parser_t parser;
+    yaml_event_t event;
+    int depth = 0, r = 0;
+    size_t anchors = 0, aliases = 0;
+    if (!yaml_parser_initialize(&parser))
+        return -ENOMEM;
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    for (;;) {
+        if (!yaml_parser_parse(&parser, &event)) {
+            if (parser.error == YAML_MEMORY_ERROR || parser.error == YAML_NO_ERROR)
+                r = -ENOMEM;
+            break;
+        }
+        yaml_event_type_t type = event.type;
+        const yaml_char_t *anchor = type == YAML_SCALAR_EVENT ? event.data.scalar.anchor
+                                    : type == YAML_SEQUENCE_START_EVENT
+                                        ? event.data.sequence_start.anchor
+                                    : type == YAML_MAPPING_START_EVENT
+                                        ? event.data.mapping_start.anchor
+                                        : NULL;
+        const char *what = NULL, *unit = "";
+        int limit = 0;
+        if (anchor && ++anchors > CONFIG_MAX_ANCHORS) {
+            what = "too many anchors (at most";
+            limit = CONFIG_MAX_ANCHORS;
+        } else if (type == YAML_ALIAS_EVENT && ++aliases > CONFIG_MAX_ALIASES) {
+            what = "too many aliases (at most";
+            limit = CONFIG_MAX_ALIASES;
+        } else if ((type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) &&
+                   ++depth > CONFIG_MAX_DEPTH) {
+            what = "nesting is too deep (more than";
+            unit = " levels";
+            limit = CONFIG_MAX_DEPTH;
+        }
+        if (what) {
+            char *msg = NULL;
+            size_t line = event.start_mark.line + 1, col = event.start_mark.column + 1;
+            if (asprintf(&msg, "%s:%zu:%zu: %s %d%s)", c->file, line, col, what, limit,
+                         unit) < 0)
+                msg = NULL;
+            error_add(c, line, col, msg);
+            yaml_event_delete(&event);
+            break;
+        }
+        if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT)
+            depth--;
+        yaml_event_delete(&event);
+        if (type == YAML_STREAM_END_EVENT)
+            break;
+    }
+    yaml_parser_delete(&parser);
+    return r;
+}
+
 int config_load_string(const char *path, const char *text, size_t len,
                        tend_config **ret_config, char ***ret_errors) {
     ctx c = {.file = path};
@@ -2284,14 +2378,20 @@ int config_load_string(const char *path, const char *text, size_t len,
         error_at(&c, NULL, "file is too large (more than 4 MiB)");
         goto check;
     }
+    r = check_limits(&c, text, len);
+    if (r < 0)
+        goto finish;
+    if (c.n_errors > 0)
+        goto check;
     if (!yaml_parser_initialize(&parser)) {
         r = -ENOMEM;
         goto finish;
     }
     have_parser = true;
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    /* libyaml fails some allocations without setting parser.error. */
     if (!yaml_parser_load(&parser, &doc)) {
-        if (parser.error == YAML_MEMORY_ERROR) {
+        if (parser.error == YAML_MEMORY_ERROR || parser.error == YAML_NO_ERROR) {
             r = -ENOMEM;
             goto finish;
         }
@@ -2303,7 +2403,7 @@ int config_load_string(const char *path, const char *text, size_t len,
 
     /* A second document is a mistake, not something to ignore. */
     if (!yaml_parser_load(&parser, &extra)) {
-        if (parser.error == YAML_MEMORY_ERROR) {
+        if (parser.error == YAML_MEMORY_ERROR || parser.error == YAML_NO_ERROR) {
             r = -ENOMEM;
             goto finish;
         }

@@ -14,6 +14,13 @@
 
 static const cmd_entry *const commands[] = {
     &cmd_up_entry,
+    &cmd_down_entry,
+    &cmd_status_entry,
+    &cmd_health_entry,
+    &cmd_start_entry,
+    &cmd_stop_entry,
+    &cmd_restart_entry,
+    &cmd_logs_entry,
     &cmd_check_entry,
     &cmd_graph_entry,
     &cmd_version_entry,

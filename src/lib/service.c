@@ -377,6 +377,10 @@ static void stage_probe_result(void *data, bool ok, double latency_ms, const cha
     stage_ref *ref = data;
     service *s = ref->s;
     stage_rt *st = &s->stages[ref->i];
+    s->last_probe_ms = latency_ms;
+    histogram_observe(&s->probe_seconds[0], latency_ms / 1000.0);
+    if (!ok)
+        s->probe_failures[0]++;
     if (s->state == SVC_STARTING && ref->i == s->stage) {
         if (ok) {
             stage_passed(s);
@@ -412,6 +416,9 @@ static void on_live_timer(uv_timer_t *t) {
 
 static void live_result(void *data, bool ok, double latency_ms, const char *error) {
     service *s = data;
+    histogram_observe(&s->probe_seconds[1], latency_ms / 1000.0);
+    if (!ok)
+        s->probe_failures[1]++;
     if (!is_running(s) || s->state == SVC_STOPPING)
         return;
     if (ok) {
@@ -506,6 +513,7 @@ static void on_main_exit(void *data, pid_t pid, int status) {
     describe_status(status, desc, sizeof(desc));
     s->pid = 0;
     s->last_exit_status = status;
+    s->last_exit_wall_ms = now_wall_ms();
     stop_monitors(s);
     /* Whatever is left of the group dies with its main process. */
     if (s->pgid > 0 && kill(-s->pgid, 0) == 0)
@@ -751,6 +759,9 @@ int service_init(service *s, struct supervisor *sup, const tend_service_spec *sp
     s->spec = spec;
     s->index = index;
     s->last_exit_status = -1;
+    s->last_probe_ms = -1;
+    histogram_init(&s->probe_seconds[0], histogram_latency_bounds, histogram_latency_n);
+    histogram_init(&s->probe_seconds[1], histogram_latency_bounds, histogram_latency_n);
     s->log.fd = -1;
     s->stages = calloc(spec->n_stages + 1, sizeof(stage_rt));
     if (!s->stages)
@@ -866,6 +877,18 @@ void service_free(service *s) {
     strv_free(s->envp);
     free(s->notify_path);
     logfile_close(&s->log);
+}
+
+const char *service_stage_name(const service *s) {
+    size_t n = s->spec->n_stages;
+    if (n == 0)
+        return NULL;
+    if (s->state == SVC_STARTING)
+        return s->spec->stages[MIN(s->stage, n - 1)].name;
+    for (size_t i = 0; i < n; i++)
+        if (s->stages[i].passed && !s->stages[i].ok)
+            return s->spec->stages[i].name;
+    return s->spec->stages[n - 1].name;
 }
 
 /* ---- dependency conditions ---- */

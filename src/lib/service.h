@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "backoff.h"
+#include "histogram.h"
 #include "notify.h"
 #include "output.h"
 #include "probe.h"
@@ -149,6 +150,10 @@ typedef struct service {
     int64_t first_spawn_ms, spawn_ms, ready_ms, startup_ready_ms;
     bool spawned_once, ready_once;
 
+    double last_probe_ms;   /* latency of the last readiness probe, -1: none */
+    histogram probe_seconds[2];     /* [0] readiness, [1] liveness */
+    uint64_t probe_failures[2];
+    int64_t last_exit_wall_ms;
     int last_exit_status;   /* raw wait status, -1 when none */
     char last_error[512];
 
@@ -168,6 +173,10 @@ void service_free(service *s);
 /* Closes handles; the supervisor frees memory when the loop is done. */
 void service_close(service *s);
 void service_dispatch(service *s, service_event e, const char *reason);
+
+/* The stage to show: the one in progress while starting, the first
+ * failing one after, else the last one; NULL without stages. */
+const char *service_stage_name(const service *s);
 
 /* Dependency conditions, for the supervisor's scheduling. */
 bool service_dep_met(const service *dep, tend_dep_condition c);

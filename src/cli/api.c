@@ -1,0 +1,509 @@
+/*
+ * api.c - the HTTP server core: listeners, the libuv/MHD glue, routing,
+ * authentication, body limits and the reply helpers.  See api.h.
+ */
+#include "api.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "events.h"
+#include "macros.h"
+#include "timeutil.h"
+
+static const api_route *const route_groups[] = {
+    api_health_routes, api_system_routes, api_services_routes,
+    api_metrics_routes, api_events_routes, api_dashboard_routes,
+};
+
+/* ---- routing ---- */
+
+/* Matches one pattern against a path; on success stores copies of the
+ * {param} segments.  Segments are compared whole; empty segments (a
+ * trailing slash, "//") never match. */
+static bool match_pattern(const char *pattern, const char *path, char **params, size_t *n) {
+    size_t np = 0;
+    const char *p = pattern, *u = path;
+    while (*p && *u) {
+        if (*p != '/' || *u != '/')
+            goto nomatch;
+        p++;
+        u++;
+        const char *pe = strchrnul(p, '/'), *ue = strchrnul(u, '/');
+        if (ue == u)
+            goto nomatch;
+        if (*p == '{') {
+            if (np == API_MAX_PARAMS)
+                goto nomatch;
+            params[np] = strndup(u, (size_t)(ue - u));
+            if (!params[np])
+                goto nomatch;
+            np++;
+        } else if ((size_t)(pe - p) != (size_t)(ue - u) || memcmp(p, u, (size_t)(pe - p)) != 0) {
+            goto nomatch;
+        }
+        p = pe;
+        u = ue;
+    }
+    if (*p || *u)
+        goto nomatch;
+    *n = np;
+    return true;
+nomatch:
+    for (size_t i = 0; i < np; i++) {
+        free(params[i]);
+        params[i] = NULL;
+    }
+    return false;
+}
+
+const api_route *api_route_match(const char *method, const char *path, char **params,
+                                 size_t *n_params, int *ret_status) {
+    bool path_matched = false;
+    *n_params = 0;
+    for (size_t g = 0; g < ELEMENTSOF(route_groups); g++) {
+        for (const api_route *r = route_groups[g]; r->pattern; r++) {
+            size_t n = 0;
+            if (!match_pattern(r->pattern, path, params, &n))
+                continue;
+            if (strcmp(r->method, method) == 0 ||
+                (strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0)) {
+                *n_params = n;
+                return r;
+            }
+            for (size_t i = 0; i < n; i++) {
+                free(params[i]);
+                params[i] = NULL;
+            }
+            path_matched = true;
+        }
+    }
+    *ret_status = path_matched ? 405 : 404;
+    return NULL;
+}
+
+/* ---- replies ---- */
+
+static void record(api_request *req, int status) {
+    api_stats *st = &req->srv->stats;
+    double ms = (double)(now_mono_us() - req->start_us) / 1000.0;
+    int64_t sec = now_mono_ms() / 1000;
+    size_t slot = (size_t)(sec % API_RATE_SLOTS);
+    if (st->slot_sec[slot] != sec) {
+        st->slot_sec[slot] = sec;
+        st->slot_requests[slot] = st->slot_errors[slot] = 0;
+        st->slot_latency_ms[slot] = 0;
+    }
+    st->slot_requests[slot]++;
+    st->slot_latency_ms[slot] += ms;
+    st->requests_total++;
+    st->latency_ms_total += ms;
+    if (status >= 500) {
+        st->errors_total++;
+        st->slot_errors[slot]++;
+    }
+}
+
+static void queue(api_request *req, int status, struct MHD_Response *resp, const char *content_type) {
+    if (!resp) {
+        req->status = 500;
+        return;
+    }
+    if (content_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_queue_response(req->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    req->status = status;
+    record(req, status);
+}
+
+void api_reply_text(api_request *req, int status, const char *content_type, char *text, size_t len) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp)
+        free(text);
+    queue(req, status, resp, content_type);
+}
+
+void api_reply_static(api_request *req, int status, const char *content_type, const char *text, size_t len) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_PERSISTENT);
+    queue(req, status, resp, content_type);
+}
+
+void api_reply_json(api_request *req, int status, json_t *json) {
+    char *text = json ? json_dumps(json, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) : NULL;
+    json_decref(json);
+    if (!text) {
+        static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+        api_reply_static(req, 500, "application/json", oom, sizeof(oom) - 1);
+        return;
+    }
+    size_t len = strlen(text);
+    api_reply_text(req, status, "application/json", text, len);
+}
+
+void api_error(api_request *req, int status, const char *code, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    api_reply_json(req, status, json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg));
+}
+
+const char *api_query(api_request *req, const char *key) {
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+json_t *api_time_json(int64_t wall_ms) {
+    char buf[32];
+    return json_string(format_rfc3339_ms(wall_ms, buf, sizeof(buf)));
+}
+
+/* ---- authentication ---- */
+
+static bool token_ok(const api_server *srv, struct MHD_Connection *conn) {
+    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncmp(h, "Bearer ", 7) != 0)
+        return false;
+    const char *given = h + 7;
+    size_t gl = strlen(given), tl = strlen(srv->token);
+    /* Constant time in the token's length: no early exit on a mismatch. */
+    unsigned char diff = (unsigned char)(gl != tl);
+    for (size_t i = 0; i < tl; i++)
+        diff |= (unsigned char)(srv->token[i] ^ (i < gl ? given[i] : 0));
+    return diff == 0;
+}
+
+/* ---- the MHD access handler ---- */
+
+typedef struct listener {
+    api_server *srv;
+    bool is_unix;
+} listener;
+
+static listener tcp_listener, unix_listener;
+
+static void dispatch(api_request *req) {
+    int status = 404;
+    const api_route *r = api_route_match(req->method, req->url, req->params, &req->n_params, &status);
+    if (!r) {
+        if (status == 405)
+            api_error(req, 405, "method_not_allowed", "%s is not allowed on %s", req->method, req->url);
+        else
+            api_error(req, 404, "not_found", "no route %s %s", req->method, req->url);
+        return;
+    }
+    if (!(r->flags & API_PUBLIC) && req->srv->token && !req->via_unix && !token_ok(req->srv, req->conn)) {
+        api_error(req, 401, "unauthorized", "a valid \"Authorization: Bearer <token>\" header is required");
+        return;
+    }
+    if (req->too_large) {
+        api_error(req, 413, "payload_too_large", "request body exceeds %d bytes", API_MAX_BODY);
+        return;
+    }
+    if (req->body_len > 0) {
+        json_error_t jerr;
+        req->json = json_loadb(req->body, req->body_len, JSON_DECODE_ANY, &jerr);
+        if (!req->json) {
+            api_error(req, 400, "bad_json", "malformed JSON at line %d column %d: %s", jerr.line,
+                      jerr.column, jerr.text);
+            return;
+        }
+    }
+    r->handler(req);
+    if (req->status == 0)
+        api_error(req, 500, "internal", "the handler produced no response");
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                 const char *version, const char *upload_data, size_t *upload_data_size,
+                                 void **con_cls) {
+    listener *l = cls;
+    api_request *req = *con_cls;
+    if (!req) {
+        req = calloc(1, sizeof(*req));
+        if (!req)
+            return MHD_NO;
+        req->srv = l->srv;
+        req->conn = conn;
+        req->method = method;
+        req->url = url;
+        req->via_unix = l->is_unix;
+        req->start_us = now_mono_us();
+        *con_cls = req;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > API_MAX_BODY) {
+            req->too_large = true;
+            api_error(req, 413, "payload_too_large", "request body exceeds %d bytes", API_MAX_BODY);
+        }
+        return MHD_YES;
+    }
+    if (req->status)
+        return MHD_YES; /* answered early (413); MHD discards the rest */
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        if (req->too_large || req->body_len + n > API_MAX_BODY) {
+            req->too_large = true;
+        } else {
+            char *b = realloc(req->body, req->body_len + n + 1);
+            if (!b)
+                return MHD_NO;
+            memcpy(b + req->body_len, upload_data, n);
+            req->body = b;
+            req->body_len += n;
+            b[req->body_len] = '\0';
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    dispatch(req);
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+    api_request *req = *con_cls;
+    if (!req)
+        return;
+    for (size_t i = 0; i < req->n_params; i++)
+        free(req->params[i]);
+    json_decref(req->json);
+    free(req->body);
+    free(req);
+    *con_cls = NULL;
+}
+
+/* ---- the loop glue ---- */
+
+static void run_daemon(struct MHD_Daemon *d, uv_timer_t *timer);
+
+static void on_timer(uv_timer_t *t) {
+    api_server *srv = t->data;
+    run_daemon(t == &srv->tcp_timer ? srv->tcp : srv->unix_d, t);
+}
+
+static void run_daemon(struct MHD_Daemon *d, uv_timer_t *timer) {
+    if (!d)
+        return;
+    MHD_run(d);
+    MHD_UNSIGNED_LONG_LONG to;
+    if (MHD_get_timeout(d, &to) == MHD_YES)
+        uv_timer_start(timer, on_timer, (uint64_t)to, 0);
+    else
+        uv_timer_stop(timer);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events) {
+    api_server *srv = p->data;
+    if (p == &srv->tcp_poll)
+        run_daemon(srv->tcp, &srv->tcp_timer);
+    else
+        run_daemon(srv->unix_d, &srv->unix_timer);
+}
+
+void api_server_kick(api_server *srv) {
+    run_daemon(srv->tcp, &srv->tcp_timer);
+    run_daemon(srv->unix_d, &srv->unix_timer);
+}
+
+static int watch_daemon(api_server *srv, struct MHD_Daemon *d, uv_poll_t *p, uv_timer_t *t) {
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!info)
+        return -EINVAL;
+    int r = uv_poll_init(srv->loop, p, info->epoll_fd);
+    if (r < 0)
+        return r;
+    p->data = srv;
+    uv_timer_init(srv->loop, t);
+    t->data = srv;
+    uv_poll_start(p, UV_READABLE, on_poll);
+    run_daemon(d, t);
+    return 0;
+}
+
+/* Parses "host:port", "[v6]:port" or ":port" into ss. */
+static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len) {
+    char host[256];
+    const char *colon = strrchr(s, ':');
+    if (!colon)
+        return -EINVAL;
+    size_t hl = (size_t)(colon - s);
+    if (hl >= sizeof(host))
+        return -EINVAL;
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535)
+        return -EINVAL;
+    memset(ss, 0, sizeof(*ss));
+    if (host[0] == '[' && hl >= 2 && host[hl - 1] == ']') {
+        host[hl - 1] = '\0';
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1)
+            return -EINVAL;
+        *len = sizeof(*a);
+        return 0;
+    }
+    struct sockaddr_in *a = (struct sockaddr_in *)ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    if (hl == 0 || strcmp(host, "0.0.0.0") == 0)
+        a->sin_addr.s_addr = htonl(INADDR_ANY);
+    else if (strcmp(host, "localhost") == 0)
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    else if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+        return -EINVAL;
+    *len = sizeof(*a);
+    return 0;
+}
+
+static int open_unix_socket(const char *path) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    (void)unlink(path);
+    /* Create it 0600 from the start: no window with wider permissions. */
+    mode_t old = umask(0177);
+    int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (r < 0 || chmod(path, 0600) < 0 || listen(fd, 128) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
+static char *read_token(const char *path, char *err, size_t errlen) {
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        snprintf(err, errlen, "api.token_file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+        buf[--n] = '\0';
+    if (n < 16) {
+        snprintf(err, errlen, "api.token_file %s: the token must be at least 16 characters", path);
+        return NULL;
+    }
+    return strdup(buf);
+}
+
+static const unsigned base_flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
+
+int api_server_start(api_server *srv, uv_loop_t *loop, const tend_config *cfg, supervisor *sup,
+                     char *err, size_t errlen) {
+    srv->loop = loop;
+    srv->cfg = cfg;
+    srv->sup = sup;
+    srv->started_wall_ms = now_wall_ms();
+    srv->started_mono_ms = now_mono_ms();
+    tcp_listener = (listener){srv, false};
+    unix_listener = (listener){srv, true};
+    if (cfg->api_token_file) {
+        srv->token = read_token(cfg->api_token_file, err, errlen);
+        if (!srv->token)
+            return -EINVAL;
+    }
+    int r = events_hub_new(srv, &srv->events);
+    if (r < 0) {
+        snprintf(err, errlen, "events: %s", strerror(-r));
+        return r;
+    }
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/tend.sock", cfg->state_dir);
+    srv->socket_path = strdup(path);
+    int fd = open_unix_socket(path);
+    if (fd < 0) {
+        snprintf(err, errlen, "control socket %s: %s", path, strerror(-fd));
+        return fd;
+    }
+    srv->unix_d = MHD_start_daemon(base_flags, 0, NULL, NULL, on_access, &unix_listener,
+                                   MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                                   MHD_OPTION_CONNECTION_LIMIT, 256u, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
+                                   MHD_OPTION_END);
+    if (!srv->unix_d) {
+        close(fd);
+        snprintf(err, errlen, "control socket %s: cannot start the HTTP server", path);
+        return -EIO;
+    }
+    if ((r = watch_daemon(srv, srv->unix_d, &srv->unix_poll, &srv->unix_timer)) < 0) {
+        snprintf(err, errlen, "control socket: %s", uv_strerror(r));
+        return r;
+    }
+    srv->unix_active = true;
+    if (cfg->api_listen && cfg->api_listen[0]) {
+        struct sockaddr_storage ss;
+        socklen_t sl;
+        if (parse_listen(cfg->api_listen, &ss, &sl) < 0) {
+            snprintf(err, errlen, "api.listen: invalid address \"%s\" (try 127.0.0.1:7070)", cfg->api_listen);
+            return -EINVAL;
+        }
+        unsigned flags = base_flags | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+        srv->tcp = MHD_start_daemon(flags, 0, NULL, NULL, on_access, &tcp_listener, MHD_OPTION_SOCK_ADDR,
+                                    (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                                    MHD_OPTION_CONNECTION_LIMIT, 1024u, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
+                                    MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+        if (!srv->tcp) {
+            snprintf(err, errlen, "api.listen %s: cannot listen (address in use?)", cfg->api_listen);
+            return -EADDRINUSE;
+        }
+        if ((r = watch_daemon(srv, srv->tcp, &srv->tcp_poll, &srv->tcp_timer)) < 0) {
+            snprintf(err, errlen, "api.listen: %s", uv_strerror(r));
+            return r;
+        }
+        srv->tcp_active = true;
+    }
+    return 0;
+}
+
+void api_server_stop(api_server *srv) {
+    events_hub_close(srv->events);
+    if (srv->tcp_active) {
+        uv_poll_stop(&srv->tcp_poll);
+        uv_close((uv_handle_t *)&srv->tcp_poll, NULL);
+        uv_close((uv_handle_t *)&srv->tcp_timer, NULL);
+        srv->tcp_active = false;
+    }
+    if (srv->unix_active) {
+        uv_poll_stop(&srv->unix_poll);
+        uv_close((uv_handle_t *)&srv->unix_poll, NULL);
+        uv_close((uv_handle_t *)&srv->unix_timer, NULL);
+        srv->unix_active = false;
+    }
+    if (srv->tcp)
+        MHD_stop_daemon(srv->tcp);
+    if (srv->unix_d)
+        MHD_stop_daemon(srv->unix_d);
+    srv->tcp = srv->unix_d = NULL;
+    events_hub_free(srv->events);
+    srv->events = NULL;
+    if (srv->socket_path)
+        (void)unlink(srv->socket_path);
+    free(srv->socket_path);
+    srv->socket_path = NULL;
+    free(srv->token);
+    srv->token = NULL;
+}

@@ -1,0 +1,137 @@
+/*
+ * api.h - the HTTP API server: libmicrohttpd driven from the libuv loop.
+ *
+ * MHD runs in "external epoll" mode: it owns an epoll descriptor that
+ * becomes readable whenever any of its sockets has work; the loop watches
+ * that one descriptor with a uv_poll_t and calls MHD_run(), and a
+ * uv_timer_t follows MHD_get_timeout().  So every request handler runs on
+ * the loop thread, next to the supervisor's state, with no locks; a
+ * handler must never block.  Two daemons share one route table: TCP on
+ * api.listen and, always, the unix socket <state_dir>/tend.sock (0600).
+ *
+ * Routes are data: each api-*.c file exports a NULL-terminated api_route
+ * array, listed once in api.c.
+ */
+#ifndef TEND_CLI_API_H
+#define TEND_CLI_API_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <tend/spec.h>
+#include <uv.h>
+
+#include "supervisor.h"
+
+#define API_MAX_BODY (1024 * 1024)
+#define API_MAX_PARAMS 4
+
+struct MHD_Connection;
+typedef struct api_server api_server;
+typedef struct events_hub events_hub;
+
+typedef struct api_request {
+    api_server *srv;
+    struct MHD_Connection *conn;
+    const char *method;
+    const char *url;            /* path, without the query */
+    char *params[API_MAX_PARAMS]; /* {name} segments, in order */
+    size_t n_params;
+    char *body;
+    size_t body_len;
+    bool too_large;
+    bool via_unix;              /* came over the unix socket */
+    json_t *json;               /* the parsed body, or NULL when empty */
+    int64_t start_us;
+    int status;                 /* set by the reply helpers */
+} api_request;
+
+typedef void (*api_handler)(api_request *req);
+
+enum {
+    API_PUBLIC = 1 << 0,        /* no token needed (health, metrics, dashboard) */
+    API_JSON_BODY = 1 << 1,     /* the body, if any, must be JSON */
+};
+
+typedef struct api_route {
+    const char *method;
+    const char *pattern;        /* "/api/v1/services/{name}/start" */
+    api_handler handler;
+    unsigned flags;
+} api_route;
+
+/* Counters behind /health "metrics" and the tend_http_* metrics. */
+#define API_RATE_SLOTS 60
+typedef struct api_stats {
+    uint64_t requests_total;
+    uint64_t errors_total;      /* 5xx */
+    double latency_ms_total;
+    int64_t slot_sec[API_RATE_SLOTS];
+    uint32_t slot_requests[API_RATE_SLOTS];
+    uint32_t slot_errors[API_RATE_SLOTS];
+    double slot_latency_ms[API_RATE_SLOTS];
+} api_stats;
+
+struct api_server {
+    uv_loop_t *loop;
+    const tend_config *cfg;
+    supervisor *sup;
+    char *token;                /* NULL: no token configured */
+    struct MHD_Daemon *tcp, *unix_d;
+    uv_poll_t tcp_poll, unix_poll;
+    uv_timer_t tcp_timer, unix_timer;
+    bool tcp_active, unix_active;
+    char *socket_path;
+    int64_t started_wall_ms, started_mono_ms;
+    api_stats stats;
+    events_hub *events;
+    /* Set by the owner: shutdown and start requests from the API. */
+    void (*request_shutdown)(api_server *srv, const char *reason);
+    void (*request_start)(api_server *srv);
+    void *owner;
+    bool shutdown_requested;
+    int64_t shutdown_timeout_ms;    /* from the shutdown request, -1: default */
+};
+
+/*
+ * Starts both listeners.  0 or -errno with a message in err (a busy port,
+ * an unreadable token file).
+ */
+int api_server_start(api_server *srv, uv_loop_t *loop, const tend_config *cfg, supervisor *sup,
+                     char *err, size_t errlen);
+/* Stops accepting, closes every connection and the loop handles. */
+void api_server_stop(api_server *srv);
+/* Runs MHD now (after resuming a suspended connection). */
+void api_server_kick(api_server *srv);
+
+/* Reply helpers: each queues exactly one response; the json is stolen. */
+void api_reply_json(api_request *req, int status, json_t *json);
+void api_reply_text(api_request *req, int status, const char *content_type, char *text, size_t len);
+void api_reply_static(api_request *req, int status, const char *content_type, const char *text, size_t len);
+void api_error(api_request *req, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The value of a query parameter, or NULL. */
+const char *api_query(api_request *req, const char *key);
+
+/* The routing decision, exposed for unit tests and the fuzz target:
+ * returns the route matching method and path and fills params (caller
+ * frees them); NULL with *ret_status 404 or 405. */
+const api_route *api_route_match(const char *method, const char *path, char **params,
+                                 size_t *n_params, int *ret_status);
+
+/* Route groups (one file each). */
+extern const api_route api_health_routes[];
+extern const api_route api_system_routes[];
+extern const api_route api_services_routes[];
+extern const api_route api_metrics_routes[];
+extern const api_route api_events_routes[];
+extern const api_route api_dashboard_routes[];
+
+/* Shared JSON views of the supervisor's state (api-services.c). */
+json_t *api_service_json(const service *s, bool detail);
+const char *api_system_state(const supervisor *sup);
+json_t *api_health_json(api_server *srv, int *ret_http_status);
+/* RFC 3339 with milliseconds, UTC. */
+json_t *api_time_json(int64_t wall_ms);
+
+#endif

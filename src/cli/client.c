@@ -1,0 +1,189 @@
+/* client.c - see client.h. */
+#include "client.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "config.h"
+#include "strv.h"
+
+int client_open(client *c, const char *config_path, const char *url) {
+    memset(c, 0, sizeof(*c));
+    c->timeout_ms = 30000;
+    if (!url && !config_path)
+        url = getenv("TEND_URL");
+    if (url && *url) {
+        c->url = strdup(url);
+        size_t l = strlen(c->url);
+        while (l > 0 && c->url[l - 1] == '/')
+            c->url[--l] = '\0';
+        const char *tok = getenv("TEND_TOKEN");
+        c->token = tok ? strdup(tok) : NULL;
+        return 0;
+    }
+    tend_config *cfg;
+    int r = cli_load_config(config_path ? config_path : cli_default_config(), &cfg);
+    if (r != 0)
+        return r;
+    if (asprintf(&c->socket_path, "%s/tend.sock", cfg->state_dir) < 0)
+        c->socket_path = NULL;
+    c->state_dir = strdup(cfg->state_dir);
+    c->url = strdup("http://localhost");
+    tend_config_free(cfg);
+    return c->socket_path && c->url ? 0 : EXIT_RUNTIME;
+}
+
+void client_close(client *c) {
+    free(c->socket_path);
+    free(c->url);
+    free(c->token);
+    free(c->state_dir);
+    memset(c, 0, sizeof(*c));
+}
+
+void client_response_free(client_response *r) {
+    free(r->body);
+    json_decref(r->json);
+    memset(r, 0, sizeof(*r));
+}
+
+static size_t collect(char *ptr, size_t size, size_t nmemb, void *data) {
+    client_response *r = data;
+    size_t n = size * nmemb;
+    if (r->len + n > 64 * 1024 * 1024)
+        return 0;
+    char *b = realloc(r->body, r->len + n + 1);
+    if (!b)
+        return 0;
+    memcpy(b + r->len, ptr, n);
+    r->body = b;
+    r->len += n;
+    b[r->len] = '\0';
+    return n;
+}
+
+static CURL *prepare(client *c, const char *method, const char *path, const char *body, struct curl_slist **hdrs) {
+    static bool init;
+    if (!init) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        init = true;
+    }
+    CURL *e = curl_easy_init();
+    if (!e)
+        return NULL;
+    char *url;
+    if (asprintf(&url, "%s%s", c->url, path) < 0) {
+        curl_easy_cleanup(e);
+        return NULL;
+    }
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    free(url);
+    if (c->socket_path)
+        curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, c->socket_path);
+    curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    if (c->token) {
+        char *h;
+        if (asprintf(&h, "Authorization: Bearer %s", c->token) >= 0) {
+            *hdrs = curl_slist_append(*hdrs, h);
+            free(h);
+        }
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, *hdrs);
+    if (body) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    } else if (strcmp(method, "POST") == 0) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 0L);
+    }
+    return e;
+}
+
+static int unreachable(client *c, CURLcode code) {
+    if (c->socket_path)
+        fprintf(stderr, "tend: no running instance reachable at %s (%s); start one with `tend up`\n",
+                c->socket_path, curl_easy_strerror(code));
+    else
+        fprintf(stderr, "tend: no running instance reachable at %s (%s)\n", c->url, curl_easy_strerror(code));
+    return EXIT_UNREACHABLE;
+}
+
+int client_request(client *c, const char *method, const char *path, const char *body, client_response *ret) {
+    memset(ret, 0, sizeof(*ret));
+    struct curl_slist *hdrs = NULL;
+    CURL *e = prepare(c, method, path, body, &hdrs);
+    if (!e)
+        return EXIT_RUNTIME;
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, ret);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    CURLcode code = curl_easy_perform(e);
+    int r = 0;
+    if (code != CURLE_OK) {
+        r = unreachable(c, code);
+    } else {
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &ret->status);
+        if (ret->body)
+            ret->json = json_loadb(ret->body, ret->len, JSON_DECODE_ANY, NULL);
+    }
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(e);
+    if (r != 0)
+        client_response_free(ret);
+    return r;
+}
+
+int client_stream(client *c, const char *path, size_t (*cb)(char *, size_t, size_t, void *), void *data) {
+    struct curl_slist *hdrs = NULL;
+    CURL *e = prepare(c, "GET", path, NULL, &hdrs);
+    if (!e)
+        return EXIT_RUNTIME;
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, cb);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, data);
+    CURLcode code = curl_easy_perform(e);
+    long status = 0;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(e);
+    if (code == CURLE_COULDNT_CONNECT || (code != CURLE_OK && status == 0 && code != CURLE_WRITE_ERROR &&
+                                          code != CURLE_PARTIAL_FILE && code != CURLE_RECV_ERROR))
+        return unreachable(c, code);
+    return 0;
+}
+
+pid_t client_instance_pid(const client *c) {
+    if (!c->state_dir)
+        return -1;
+    char path[4200], buf[32];
+    snprintf(path, sizeof(path), "%s/tend.lock", c->state_dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    long pid = strtol(buf, NULL, 10);
+    return pid > 1 ? (pid_t)pid : -1;
+}
+
+void client_print_error(const client_response *r) {
+    json_t *err = r->json ? json_object_get(r->json, "error") : NULL;
+    const char *msg = err ? json_string_value(json_object_get(err, "message")) : NULL;
+    if (!msg && r->json)
+        msg = json_string_value(json_object_get(r->json, "message"));
+    if (msg)
+        fprintf(stderr, "tend: %s (HTTP %ld)\n", msg, r->status);
+    else
+        fprintf(stderr, "tend: request failed with HTTP %ld\n", r->status);
+}

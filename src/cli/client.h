@@ -1,0 +1,50 @@
+/*
+ * client.h - how the client commands reach a running tend: HTTP over the
+ * unix socket <state_dir>/tend.sock found from -f FILE (or $TEND_CONFIG,
+ * or ./tend.yaml), or over TCP with --url / $TEND_URL (with $TEND_TOKEN
+ * as the bearer token).  libcurl, blocking: a client command does one
+ * thing at a time.
+ */
+#ifndef TEND_CLI_CLIENT_H
+#define TEND_CLI_CLIENT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct client {
+    char *socket_path;      /* unix socket, or NULL with url */
+    char *url;              /* base URL, e.g. http://127.0.0.1:7070 */
+    char *token;
+    char *state_dir;        /* when known: for the pid in tend.lock */
+    long timeout_ms;
+} client;
+
+typedef struct client_response {
+    long status;            /* 0 when unreachable */
+    char *body;
+    size_t len;
+    json_t *json;           /* parsed body when it is JSON */
+} client_response;
+
+/* Common options: -f FILE, --url URL.  Parses and removes them from
+ * argv (getopt-style "+"); returns 0 or EXIT_USAGE after printing. */
+int client_open(client *c, const char *config_path, const char *url);
+void client_close(client *c);
+
+/* Performs a request; returns 0 with *ret filled (any HTTP status), or
+ * EXIT_UNREACHABLE after printing "tend: no running instance ...". */
+int client_request(client *c, const char *method, const char *path, const char *body, client_response *ret);
+void client_response_free(client_response *r);
+
+/* Streams a response body to cb (SSE, logs); returns like client_request. */
+int client_stream(client *c, const char *path, size_t (*cb)(char *, size_t, size_t, void *), void *data);
+
+/* The pid in <state_dir>/tend.lock, or -1. */
+pid_t client_instance_pid(const client *c);
+
+/* Prints the API's error message (or the status) as "tend: ..." */
+void client_print_error(const client_response *r);
+
+#endif
