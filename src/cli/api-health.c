@@ -104,9 +104,26 @@ json_t *api_health_json(api_server *srv, int *ret_http_status) {
 }
 
 static void health(api_request *req) {
-    int code;
-    json_t *o = api_health_json(req->srv, &code);
-    api_reply_json(req, code, o);
+    api_server *srv = req->srv;
+    struct api_cache *c = &srv->health_cache;
+    int64_t now = now_mono_us();
+    if (!c->body || c->gen != srv->state_gen || now - c->at_us >= API_CACHE_US) {
+        int code;
+        json_t *o = api_health_json(srv, &code);
+        char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+        json_decref(o);
+        if (!text) {
+            api_error(req, 503, "out_of_memory", "out of memory");
+            return;
+        }
+        api_cache_clear(c);
+        c->body = text;
+        c->len = strlen(text);
+        c->status = code;
+        c->at_us = now;
+        c->gen = srv->state_gen;
+    }
+    api_reply_cached(req, c, "application/json");
 }
 
 static void live(api_request *req) {

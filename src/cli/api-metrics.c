@@ -146,13 +146,24 @@ char *api_metrics_text(api_server *srv, size_t *ret_len) {
 }
 
 static void metrics(api_request *req) {
-    size_t len;
-    char *text = api_metrics_text(req->srv, &len);
-    if (!text) {
-        api_error(req, 500, "internal", "cannot render metrics");
-        return;
+    api_server *srv = req->srv;
+    struct api_cache *c = &srv->metrics_cache;
+    int64_t now = now_mono_us();
+    if (!c->body || c->gen != srv->state_gen || now - c->at_us >= API_CACHE_US) {
+        size_t len;
+        char *text = api_metrics_text(srv, &len);
+        if (!text) {
+            api_error(req, 500, "internal", "cannot render metrics");
+            return;
+        }
+        api_cache_clear(c);
+        c->body = text;
+        c->len = len;
+        c->status = 200;
+        c->at_us = now;
+        c->gen = srv->state_gen;
     }
-    api_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    api_reply_cached(req, c, "text/plain; version=0.0.4; charset=utf-8");
 }
 
 const api_route api_metrics_routes[] = {

@@ -135,6 +135,35 @@ void api_reply_text(api_request *req, int status, const char *content_type, char
     queue(req, status, resp, content_type);
 }
 
+void api_reply_copy(api_request *req, int status, const char *content_type, const char *text, size_t len) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_MUST_COPY);
+    queue(req, status, resp, content_type);
+}
+
+void api_cache_clear(struct api_cache *c) {
+    if (c->resp)
+        MHD_destroy_response(c->resp);
+    free(c->body);
+    memset(c, 0, sizeof(*c));
+}
+
+void api_reply_cached(api_request *req, struct api_cache *c, const char *content_type) {
+    if (!c->resp) {
+        /* The body lives as long as the cache entry; MHD keeps the response
+         * alive while a connection still sends it. */
+        c->resp = MHD_create_response_from_buffer(c->len, c->body, MHD_RESPMEM_MUST_COPY);
+        if (!c->resp) {
+            api_error(req, 503, "out_of_memory", "out of memory");
+            return;
+        }
+        MHD_add_response_header(c->resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+        MHD_add_response_header(c->resp, "Cache-Control", "no-store");
+    }
+    MHD_queue_response(req->conn, (unsigned)c->status, c->resp);
+    req->status = c->status;
+    record(req, c->status);
+}
+
 void api_reply_static(api_request *req, int status, const char *content_type, const char *text, size_t len) {
     struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_PERSISTENT);
     queue(req, status, resp, content_type);
@@ -506,4 +535,6 @@ void api_server_stop(api_server *srv) {
     srv->socket_path = NULL;
     free(srv->token);
     srv->token = NULL;
+    api_cache_clear(&srv->health_cache);
+    api_cache_clear(&srv->metrics_cache);
 }

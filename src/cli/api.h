@@ -89,6 +89,18 @@ struct api_server {
     void (*request_shutdown)(api_server *srv, const char *reason);
     void (*request_start)(api_server *srv);
     void *owner;
+    /* Rendered /health and /metrics bodies, reused for at most
+     * API_CACHE_US and only while state_gen is unchanged: under load the
+     * loop serialises a few of them a second, not one per request. */
+    uint64_t state_gen;
+    struct api_cache {
+        char *body;
+        size_t len;
+        int status;
+        int64_t at_us;
+        uint64_t gen;
+        struct MHD_Response *resp; /* shared by every reply (refcounted by MHD) */
+    } health_cache, metrics_cache;
     bool shutdown_requested;
     int64_t shutdown_timeout_ms;    /* from the shutdown request, -1: default */
 };
@@ -104,7 +116,16 @@ void api_server_stop(api_server *srv);
 /* Runs MHD now (after resuming a suspended connection). */
 void api_server_kick(api_server *srv);
 
+#define API_CACHE_US 100000
+
+/* Marks the cached views stale (any service state or health change). */
+static inline void api_server_touch(api_server *srv) { srv->state_gen++; }
+
 /* Reply helpers: each queues exactly one response; the json is stolen. */
+void api_reply_copy(api_request *req, int status, const char *content_type, const char *text, size_t len);
+/* Replies with c's body, (re)building its shared response when needed. */
+void api_reply_cached(api_request *req, struct api_cache *c, const char *content_type);
+void api_cache_clear(struct api_cache *c);
 void api_reply_json(api_request *req, int status, json_t *json);
 void api_reply_text(api_request *req, int status, const char *content_type, char *text, size_t len);
 void api_reply_static(api_request *req, int status, const char *content_type, const char *text, size_t len);

@@ -66,6 +66,7 @@ static void on_state(void *data, const service *s, service_state from, const cha
     up_ctx *u = data;
     if (!u->api_running)
         return;
+    api_server_touch(&u->api);
     json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "service", s->spec->name, "from",
                           service_state_name(from), "to", service_state_name(s->state), "reason",
                           reason ? json_string(reason) : json_null(), "pid", s->pid > 0 ? json_integer(s->pid) : json_null(),
@@ -77,6 +78,7 @@ static void on_health(void *data, const service *s, service_health from) {
     up_ctx *u = data;
     if (!u->api_running)
         return;
+    api_server_touch(&u->api);
     events_publish(u->api.events, "service.health",
                    json_pack("{s:s, s:s, s:s, s:o}", "service", s->spec->name, "from", service_health_name(from),
                              "to", service_health_name(s->health), "ts", api_time_json(now_wall_ms())));
@@ -84,6 +86,8 @@ static void on_health(void *data, const service *s, service_health from) {
 
 static void on_phase(void *data, supervisor_phase phase) {
     up_ctx *u = data;
+    if (u->api_running)
+        api_server_touch(&u->api);
     if (u->api_running)
         events_publish(u->api.events, "system.phase",
                        json_pack("{s:s, s:o}", "state", phase_name(phase), "ts", api_time_json(now_wall_ms())));

@@ -12,7 +12,24 @@
 
 #include "timeutil.h"
 
+/* Reading /proc costs tens of microseconds: a sample is reused for
+ * RESOURCES_CACHE_US, so /health and /metrics stay cheap under load. */
+#define RESOURCES_CACHE_US 250000
+
+static void sample_self(self_usage *u);
+
 void resources_self(self_usage *u) {
+    static self_usage cached;
+    static int64_t cached_us;
+    int64_t now = now_mono_us();
+    if (cached_us == 0 || now - cached_us >= RESOURCES_CACHE_US) {
+        sample_self(&cached);
+        cached_us = now;
+    }
+    *u = cached;
+}
+
+static void sample_self(self_usage *u) {
     static int64_t last_us;
     static double last_cpu;
     memset(u, 0, sizeof(*u));
@@ -117,7 +134,22 @@ static bool in_groups(unsigned int pid, const pid_t *pgids, size_t n) {
     return false;
 }
 
+static bool gpu_sample(const pid_t *pgids, size_t n, double *ret_mb);
+
 bool resources_gpu_memory_mb(const pid_t *pgids, size_t n, double *ret_mb) {
+    static bool cached_ok;
+    static double cached_mb;
+    static int64_t cached_us;
+    int64_t now = now_mono_us();
+    if (cached_us == 0 || now - cached_us >= 1000000) {
+        cached_ok = gpu_sample(pgids, n, &cached_mb);
+        cached_us = now;
+    }
+    *ret_mb = cached_mb;
+    return cached_ok;
+}
+
+static bool gpu_sample(const pid_t *pgids, size_t n, double *ret_mb) {
     if (!nvml_load())
         return false;
     unsigned int devs = 0;
