@@ -9,6 +9,7 @@
 
 #include "cmd.h"
 #include "config.h"
+#include "graph.h"
 #include "macros.h"
 #include "strv.h"
 
@@ -54,6 +55,18 @@ int cli_load_config(const char *path, tend_config **ret) {
         return EXIT_USAGE;
     }
     strv_free(errors);
+    /* Cycles are configuration errors too (exit 2), for every command. */
+    char *gerr = NULL;
+    graph *g = NULL;
+    r = graph_build((*ret)->services, (*ret)->n_services, &g, &gerr);
+    graph_free(g);
+    if (r < 0) {
+        cli_error("%s: %s", path, gerr ? gerr : strerror(-r));
+        free(gerr);
+        tend_config_free(*ret);
+        *ret = NULL;
+        return EXIT_USAGE;
+    }
     return 0;
 }
 
