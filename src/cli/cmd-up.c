@@ -34,6 +34,7 @@ typedef struct up_ctx {
     int64_t shutdown_timeout_ms;
     int notify_fd;          /* --detach: tells the waiting parent the outcome */
     uv_signal_t sigint, sigterm, sighup;
+    bool signals_open;
 } up_ctx;
 
 static void on_log(void *data, int level, const char *svc, const char *msg) {
@@ -100,7 +101,8 @@ static void on_phase(void *data, supervisor_phase phase) {
         tell_parent(u, '0');
     else if (phase == PHASE_STOPPING || phase == PHASE_DONE) {
         tell_parent(u, '1');
-        if (phase == PHASE_DONE) {
+        if (phase == PHASE_DONE && u->signals_open) {
+            u->signals_open = false;
             uv_close((uv_handle_t *)&u->sigint, NULL);
             uv_close((uv_handle_t *)&u->sigterm, NULL);
             uv_close((uv_handle_t *)&u->sighup, NULL);
@@ -174,6 +176,7 @@ static int detach(const tend_config *cfg, int *ret_notify_fd) {
         while (n < 0 && errno == EINTR);
         if (n == 1 && v == '0') {
             printf("tend: %s started (pid %d); log: %s\n", cfg->name, (int)pid, path);
+            fflush(stdout);
             _exit(EXIT_OK);
         }
         fprintf(stderr, "tend: %s failed to start; see %s\n", cfg->name, path);
@@ -269,6 +272,8 @@ static int run(int argc, char **argv) {
         sigs[i]->data = &u;
         uv_signal_start(sigs[i], on_signal, signums[i]);
     }
+    u.signals_open = true;
+    u.sup->shutdown_timeout_ms = timeout_ms;
     uv_timer_init(&loop, &u.deferred);
     u.deferred.data = &u;
     u.api.owner = &u;

@@ -1414,7 +1414,7 @@ static void restart_pair(ctx *c, const kv *p, void *userdata) {
     else if (streq(k, "jitter"))
         (void)get_fraction(c, p->val, &r->jitter);
     else if (streq(k, "max_attempts"))
-        (void)get_int(c, p->val, 0, 1000000, &r->max_attempts);
+        (void)get_int(c, p->val, 0, 10000, &r->max_attempts);
     else if (streq(k, "window"))
         (void)get_duration(c, p->val, true, &r->window_ms);
     else if (streq(k, "reset_after"))

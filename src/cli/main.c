@@ -90,9 +90,14 @@ int main(int argc, char **argv) {
     }
     if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0)
         name = "version";
-    for (size_t i = 0; i < ELEMENTSOF(commands); i++)
-        if (strcmp(commands[i]->name, name) == 0)
+    for (size_t i = 0; i < ELEMENTSOF(commands); i++) {
+        if (strcmp(commands[i]->name, name) == 0) {
+            /* getopt prefixes its messages with argv[0]: make them read
+             * "tend: unrecognized option ..." like every other error. */
+            argv[1] = (char *)"tend";
             return commands[i]->run(argc - 1, argv + 1);
+        }
+    }
     cli_error("unknown command \"%s\" (try tend --help)", name);
     return EXIT_USAGE;
 }

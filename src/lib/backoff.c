@@ -3,6 +3,8 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 int64_t backoff_delay_ms(int64_t base_ms, int64_t max_ms, double jitter, unsigned attempt, double u) {
@@ -38,9 +40,27 @@ int64_t backoff_delay_ms(int64_t base_ms, int64_t max_ms, double jitter, unsigne
     return r > hi ? hi : r;
 }
 
+int restart_window_init(restart_window *w, int max_attempts) {
+    if (max_attempts < 1)
+        max_attempts = 1;
+    if (max_attempts > RESTART_WINDOW_MAX)
+        max_attempts = RESTART_WINDOW_MAX;
+    memset(w, 0, sizeof(*w));
+    w->at = calloc((size_t)max_attempts, sizeof(int64_t));
+    if (!w->at)
+        return -ENOMEM;
+    w->cap = (unsigned)max_attempts;
+    return 0;
+}
+
+void restart_window_free(restart_window *w) {
+    free(w->at);
+    memset(w, 0, sizeof(*w));
+}
+
 static void prune(restart_window *w, int64_t now_ms, int64_t window_ms) {
     while (w->count > 0) {
-        unsigned oldest = (w->head + RESTART_WINDOW_MAX - w->count) % RESTART_WINDOW_MAX;
+        unsigned oldest = (w->head + w->cap - w->count) % w->cap;
         if (now_ms - w->at[oldest] < window_ms)
             break;
         w->count--;
@@ -53,15 +73,17 @@ unsigned restart_window_count(restart_window *w, int64_t now_ms, int64_t window_
 }
 
 bool restart_window_allow(restart_window *w, int64_t now_ms, int64_t window_ms, int max_attempts) {
-    if (max_attempts > RESTART_WINDOW_MAX)
-        max_attempts = RESTART_WINDOW_MAX;
+    if (w->cap == 0)
+        return false;
+    if (max_attempts > (int)w->cap)
+        max_attempts = (int)w->cap;
     prune(w, now_ms, window_ms);
     if ((int)w->count >= max_attempts)
         return false;
     w->at[w->head] = now_ms;
-    w->head = (w->head + 1) % RESTART_WINDOW_MAX;
+    w->head = (w->head + 1) % w->cap;
     w->count++;
     return true;
 }
 
-void restart_window_reset(restart_window *w) { memset(w, 0, sizeof(*w)); }
+void restart_window_reset(restart_window *w) { w->head = w->count = 0; }

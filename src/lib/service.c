@@ -514,6 +514,10 @@ static void on_main_exit(void *data, pid_t pid, int status) {
     s->pid = 0;
     s->last_exit_status = status;
     s->last_exit_wall_ms = now_wall_ms();
+    /* How long the current stage had left: a process that exits while
+     * starting is restarted by its policy until that deadline. */
+    bool deadline_active = uv_is_active((uv_handle_t *)&s->stage_deadline);
+    uint64_t deadline_left = deadline_active ? uv_timer_get_due_in(&s->stage_deadline) : 0;
     stop_monitors(s);
     /* Whatever is left of the group dies with its main process. */
     if (s->pgid > 0 && kill(-s->pgid, 0) == 0)
@@ -545,10 +549,9 @@ static void on_main_exit(void *data, pid_t pid, int status) {
     service_event ev = service_exit_event(s->spec, ok, stopping, restart_requested, true);
     if (s->state == SVC_STARTING && s->stage < s->spec->n_stages && ev == EV_EXIT_RESTART) {
         /* Restarted by its policy until the stage deadline. */
-        uint64_t left = uv_timer_get_due_in(&s->stage_deadline);
         int64_t next = backoff_delay_ms(s->spec->restart.delay_ms, s->spec->restart.max_delay_ms, 0,
                                         s->backoff_attempt + 1, 0.5);
-        if (!uv_is_active((uv_handle_t *)&s->stage_deadline) || (int64_t)left < next) {
+        if (!deadline_active || (int64_t)deadline_left < next) {
             snprintf(s->last_error, sizeof(s->last_error), "%s while starting (stage %s)", desc,
                      s->spec->stages[s->stage].name);
             service_dispatch(s, EV_EXIT_FAILED, s->last_error);
@@ -764,8 +767,11 @@ int service_init(service *s, struct supervisor *sup, const tend_service_spec *sp
     histogram_init(&s->probe_seconds[1], histogram_latency_bounds, histogram_latency_n);
     s->log.fd = -1;
     s->stages = calloc(spec->n_stages + 1, sizeof(stage_rt));
-    if (!s->stages)
+    if (!s->stages || restart_window_init(&s->window, spec->restart.max_attempts) < 0)
         return -ENOMEM;
+    /* Exec probes run in the service's environment and directory. */
+    s->pctx = sup->probe_ctx;
+    s->pctx.cwd = spec->cwd ? spec->cwd : sup->cfg->dir;
     timer_init(s, &s->stage_deadline);
     timer_init(s, &s->stage_retry);
     timer_init(s, &s->live_timer);
@@ -779,14 +785,14 @@ int service_init(service *s, struct supervisor *sup, const tend_service_spec *sp
         if (!ref)
             return -ENOMEM;
         *ref = (stage_ref){s, i};
-        probe_init(&s->stages[i].probe, &sup->probe_ctx, &spec->stages[i].probe, stage_probe_result, ref);
+        probe_init(&s->stages[i].probe, &s->pctx, &spec->stages[i].probe, stage_probe_result, ref);
         uv_timer_init(sup->loop, &s->stages[i].timer);
         s->stages[i].timer.data = ref;
         s->handles_open++;
         s->stages[i].duration_ms = -1;
     }
     if (spec->has_live)
-        probe_init(&s->live, &sup->probe_ctx, &spec->live, live_result, s);
+        probe_init(&s->live, &s->pctx, &spec->live, live_result, s);
 
     char **env = spawn_build_env(spec->env);
     if (!env || strv_env_set(&env, "TEND_SERVICE", spec->name) < 0)
@@ -811,6 +817,7 @@ int service_init(service *s, struct supervisor *sup, const tend_service_spec *sp
         }
     }
     s->envp = env;
+    s->pctx.envp = env;
     return 0;
 oom:
     strv_free(env);
@@ -874,6 +881,7 @@ void service_free(service *s) {
     for (size_t i = 0; s->stages && i < s->spec->n_stages; i++)
         free(s->stages[i].timer.data);
     free(s->stages);
+    restart_window_free(&s->window);
     strv_free(s->envp);
     free(s->notify_path);
     logfile_close(&s->log);
@@ -895,7 +903,7 @@ const char *service_stage_name(const service *s) {
 
 bool service_dep_met(const service *d, tend_dep_condition c) {
     switch (c) {
-    case TEND_DEP_STARTED: return d->spawned_once && d->state != SVC_FAILED;
+    case TEND_DEP_STARTED: return d->spawned_once;
     case TEND_DEP_READY: return d->ready_once && d->state != SVC_FAILED;
     case TEND_DEP_COMPLETED: return d->state == SVC_COMPLETED;
     }
@@ -903,6 +911,8 @@ bool service_dep_met(const service *d, tend_dep_condition c) {
 }
 
 bool service_dep_impossible(const service *d, tend_dep_condition c) {
+    if (c == TEND_DEP_STARTED)
+        return !d->spawned_once && (d->state == SVC_FAILED || d->state == SVC_BLOCKED);
     if (d->state == SVC_FAILED || d->state == SVC_BLOCKED)
         return true;
     if (!d->selected)
@@ -923,6 +933,8 @@ bool service_is_settled(const service *s) {
         return true;
     case SVC_BACKOFF: case SVC_STARTING:
         return s->ready_once;
+    case SVC_STOPPED:
+        return !s->want_running; /* stopped on purpose during startup */
     default:
         return false;
     }

@@ -122,6 +122,8 @@ typedef struct service {
     bool degraded;
     char status_text[NOTIFY_MAX_STATUS];
 
+    probe_ctx pctx;         /* the supervisor's, with this service's env and cwd */
+
     /* liveness and watchdog */
     probe live;
     uv_timer_t live_timer;

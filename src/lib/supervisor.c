@@ -205,9 +205,41 @@ static void on_force_exit(uv_timer_t *t) {
 
 static void on_signal_close(uv_handle_t *h) { (void)h; }
 
+/* Processes that left their service's process group (setsid, double
+ * fork) were re-parented to us, the subreaper: nothing of ours may
+ * outlive tend, so they get SIGKILL too.  Returns how many. */
+static int kill_stray_children(supervisor *sup) {
+    char path[64], buf[4096];
+    int n = 0;
+    snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)getpid());
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    for (char *p = buf; *p;) {
+        char *end;
+        long pid = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        p = end;
+        if (pid <= 1 || pid == sup->guard.pid)
+            continue;
+        if (kill((pid_t)pid, SIGKILL) == 0)
+            n++;
+    }
+    if (n > 0)
+        supervisor_logf(sup, LOG_WARNING, NULL, "killed %d stray process%s that had left its service's process group",
+                        n, n == 1 ? "" : "es");
+    return n;
+}
+
 static void finish(supervisor *sup, bool clean) {
     if (sup->phase == PHASE_DONE)
         return;
+    if (kill_stray_children(sup) > 0)
+        reaper_reap(&sup->reaper);
     uv_timer_stop(&sup->deadline);
     uv_close((uv_handle_t *)&sup->deadline, on_signal_close);
     for (size_t i = 0; i < sup->n; i++)
@@ -236,15 +268,21 @@ void supervisor_on_state(supervisor *sup, service *s, service_state from, const 
     }
     if (sup->phase != PHASE_STARTING && sup->phase != PHASE_STARTED)
         return;
-    const graph *g = sup->graph;
-    for (size_t k = 0; k < g->n_dependents[s->index]; k++)
-        evaluate(sup, &sup->services[g->dependents[s->index][k]]);
+    /* A critical failure before startup settled aborts it: decided before
+     * the dependents are re-evaluated, so that their reactions (blocked)
+     * cannot settle the startup first. */
     if (sup->phase == PHASE_STARTING && s->state == SVC_FAILED && s->spec->critical) {
         snprintf(sup->failure, sizeof(sup->failure), "service %s%s%s", s->spec->name,
                  str_startswith(s->last_error, "stage ") ? " " : ": ", s->last_error);
         supervisor_logf(sup, LOG_ERR, NULL, "startup failed: %s", sup->failure);
-        supervisor_shutdown(sup, "startup failed", 1, 30000);
+        supervisor_shutdown(sup, "startup failed", 1, sup->shutdown_timeout_ms);
         return;
+    }
+    const graph *g = sup->graph;
+    for (size_t k = 0; k < g->n_dependents[s->index]; k++) {
+        evaluate(sup, &sup->services[g->dependents[s->index][k]]);
+        if (sup->phase != PHASE_STARTING && sup->phase != PHASE_STARTED)
+            return;
     }
     check_started(sup);
 }
@@ -296,6 +334,7 @@ int supervisor_new(uv_loop_t *loop, const tend_config *cfg, char *const *selecte
     sup->cfg = cfg;
     sup->cb = *cb;
     sup->created_ms = now_mono_ms();
+    sup->shutdown_timeout_ms = 30000;
     sup->guard.fd = -1;
     r = graph_build(cfg->services, cfg->n_services, &sup->graph, &gerr);
     if (r < 0) {
@@ -305,7 +344,9 @@ int supervisor_new(uv_loop_t *loop, const tend_config *cfg, char *const *selecte
         return r;
     }
     char path[4200];
-    if ((r = mkdir_p(cfg->state_dir, 0700)) < 0) {
+    /* 0711: services that drop privileges must reach their notify
+     * socket; nobody else can list the directory. */
+    if ((r = mkdir_p(cfg->state_dir, 0711)) < 0) {
         snprintf(err, errlen, "state directory %s: %s", cfg->state_dir, strerror(-r));
         goto fail_early;
     }
@@ -318,7 +359,7 @@ int supervisor_new(uv_loop_t *loop, const tend_config *cfg, char *const *selecte
         goto fail_early;
     }
     snprintf(path, sizeof(path), "%s/notify", cfg->state_dir);
-    if ((r = mkdir_p(path, 0700)) < 0) {
+    if ((r = mkdir_p(path, 0711)) < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(-r));
         goto fail_early;
     }

@@ -57,6 +57,7 @@ typedef struct supervisor {
     uv_timer_t deadline;
     uv_signal_t sig_int, sig_term;
     int exit_code;
+    int64_t shutdown_timeout_ms;    /* deadline when startup fails (default 30s) */
     int64_t created_ms, start_ms, started_ms, stop_ms;
     char failure[1024];      /* why startup failed, or "" */
     char stop_reason[128];

@@ -35,7 +35,8 @@ static void test_jitter_bounds(void **state) {
 }
 
 static void test_window(void **state) {
-    restart_window w = {0};
+    restart_window w;
+    assert_int_equal(restart_window_init(&w, 3), 0);
     /* max 3 restarts within 10 s. */
     assert_true(restart_window_allow(&w, 0, 10000, 3));
     assert_true(restart_window_allow(&w, 1000, 10000, 3));
@@ -48,15 +49,26 @@ static void test_window(void **state) {
     restart_window_reset(&w);
     assert_int_equal(restart_window_count(&w, 10001, 10000), 0);
     assert_true(restart_window_allow(&w, 10002, 10000, 3));
+    restart_window_free(&w);
 }
 
 static void test_window_zero_attempts(void **state) {
-    restart_window w = {0};
+    restart_window w;
+    assert_int_equal(restart_window_init(&w, 0), 0);
     assert_false(restart_window_allow(&w, 0, 10000, 0));
-    /* Very large max_attempts are capped to the ring size, not overrun. */
-    for (int i = 0; i < RESTART_WINDOW_MAX; i++)
+    restart_window_free(&w);
+    /* A max_attempts above the ring's size is capped, never overrun. */
+    assert_int_equal(restart_window_init(&w, 100), 0);
+    for (int i = 0; i < 100; i++)
         assert_true(restart_window_allow(&w, i, 1000000, 1000));
     assert_false(restart_window_allow(&w, 100, 1000000, 1000));
+    restart_window_free(&w);
+    /* The largest accepted max_attempts works. */
+    assert_int_equal(restart_window_init(&w, RESTART_WINDOW_MAX), 0);
+    for (int i = 0; i < RESTART_WINDOW_MAX; i++)
+        assert_true(restart_window_allow(&w, i, 1000000, RESTART_WINDOW_MAX));
+    assert_false(restart_window_allow(&w, RESTART_WINDOW_MAX, 1000000, RESTART_WINDOW_MAX));
+    restart_window_free(&w);
 }
 
 int main(void) {

@@ -694,7 +694,7 @@ static void test_err_values(void **state) {
                   "t.yaml:7:15: services.a.restart.policy: invalid restart policy \"sometimes\" "
                   "(expected no, on-failure, always)",
                   "t.yaml:8:21: services.a.restart.max_attempts: invalid integer \"many\" "
-                  "(expected a whole number from 0 to 1000000)",
+                  "(expected a whole number from 0 to 10000)",
                   "t.yaml:9:20: services.a.stop.signal: invalid signal \"FOO\" (try TERM, INT, "
                   "QUIT, HUP, KILL, USR1 or a number)",
                   "t.yaml:9:34: services.a.stop.timeout: invalid duration \"-1s\" (try 500ms, "
