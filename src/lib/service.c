@@ -287,7 +287,10 @@ static void begin_stage(service *s) {
     const tend_stage_spec *sp = &s->spec->stages[s->stage];
     st->started_ms = now_mono_ms();
     st->last_error[0] = '\0';
-    uv_timer_start(&s->stage_deadline, on_stage_deadline, (uint64_t)MAX(sp->timeout_ms, 1), 0);
+    int64_t timeout = sp->timeout_ms;
+    if (s->carry_deadline_ms > 0)
+        timeout = MIN(timeout, s->carry_deadline_ms - st->started_ms);
+    uv_timer_start(&s->stage_deadline, on_stage_deadline, (uint64_t)MAX(timeout, 1), 0);
     if (sp->probe.kind == TEND_PROBE_NOTIFY) {
         if (s->notified_ready)
             stage_passed(s);
@@ -552,6 +555,7 @@ static void on_main_exit(void *data, pid_t pid, int status) {
         int64_t next = backoff_delay_ms(s->spec->restart.delay_ms, s->spec->restart.max_delay_ms, 0,
                                         s->backoff_attempt + 1, 0.5);
         if (!deadline_active || (int64_t)deadline_left < next) {
+            s->carry_deadline_ms = 0;
             snprintf(s->last_error, sizeof(s->last_error), "%s while starting (stage %s)", desc,
                      s->spec->stages[s->stage].name);
             service_dispatch(s, EV_EXIT_FAILED, s->last_error);
@@ -568,6 +572,12 @@ static void on_main_exit(void *data, pid_t pid, int status) {
                      s->spec->restart.max_attempts);
             ev = EV_EXIT_FAILED;
         }
+    }
+    if (ev == EV_EXIT_RESTART && s->state == SVC_STARTING && deadline_active) {
+        /* The retry must make it before the failing stage's deadline. */
+        int64_t until = now_mono_ms() + (int64_t)deadline_left;
+        if (s->carry_deadline_ms == 0 || until < s->carry_deadline_ms)
+            s->carry_deadline_ms = until;
     }
     if (ev == EV_EXIT_RESTART) {
         s->restarts_total++;
@@ -674,6 +684,7 @@ static void start_monitoring(service *s) {
 }
 
 static void enter_ready(service *s, service_state from) {
+    s->carry_deadline_ms = 0;
     if (from == SVC_STARTING) {
         s->ready_ms = now_mono_ms();
         if (!s->ready_once) {

@@ -142,6 +142,7 @@ typedef struct service {
     bool manual_restart;
     bool fail_after_stop;   /* stopping because a critical stage failed */
     int64_t backoff_delay_ms;
+    int64_t carry_deadline_ms;  /* exits while starting: retries end here (0: none) */
 
     /* stopping */
     uv_timer_t stop_timer;

@@ -1049,7 +1049,7 @@ static void run_group(sq *q, store_op *group) {
         nops++;
         writes |= store_op_kind_writes(op->kind);
     }
-    int fault = store_fault_take(q->s, group);
+    int fault = store_group_begin(q->s, group);
     q->fatal = 0;
     int r = run(q, writes ? ST_BEGIN_IMMEDIATE : ST_BEGIN);
     if (r < 0)

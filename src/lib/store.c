@@ -42,7 +42,7 @@ struct store {
     store_close_fn close_cb;
     void *close_data;
 
-    _Atomic uint64_t commits, failed_commits, ops, tasks_inserted, max_group;
+    _Atomic uint64_t groups, commits, failed_commits, ops, tasks_inserted, max_group;
 };
 
 /* ---- Records -------------------------------------------------------- */
@@ -655,8 +655,9 @@ void store_kick(store *s) {
     uv_async_send(&s->async);
 }
 
-int store_fault_take(store *s, const store_op *head) {
+int store_group_begin(store *s, const store_op *head) {
     int r = 0;
+    atomic_fetch_add_explicit(&s->groups, 1, memory_order_relaxed);
     pthread_mutex_lock(&s->lock);
     if (s->fault_error) {
         bool match = s->fault_kind == STORE_OP_ANY && head;
@@ -696,6 +697,7 @@ void store_count_commit(store *s, size_t nops, size_t ntasks, bool ok) {
 
 void store_get_stats(store *s, store_stats *ret) {
     *ret = (store_stats){
+        .groups = atomic_load(&s->groups),
         .commits = atomic_load(&s->commits),
         .failed_commits = atomic_load(&s->failed_commits),
         .ops = atomic_load(&s->ops),

@@ -406,7 +406,8 @@ typedef void (*store_close_fn)(void *data);
 void store_close(store *s, store_close_fn cb, void *data);
 
 typedef struct store_stats {
-    uint64_t commits;        /* transactions (groups) committed */
+    uint64_t groups;         /* groups (transactions) begun */
+    uint64_t commits;        /* groups committed */
     uint64_t failed_commits; /* groups that failed as a whole */
     uint64_t ops;            /* ops completed */
     uint64_t tasks_inserted;
@@ -455,9 +456,11 @@ void store_complete(store *s, store_op *head);
 void store_kick(store *s);
 /* Any thread: the backend has finished every op and stopped. */
 void store_backend_stopped(store *s);
-/* Any thread: if an injected fault applies to the group starting at head
- * (linked by priv_next), disarm it and return its error; else 0. */
-int store_fault_take(store *s, const store_op *head);
+/* Any thread: the backend starts executing the group starting at head
+ * (linked by priv_next).  Returns the error of an injected fault that
+ * applies to it (disarming it): the group must then fail as a whole;
+ * else 0. */
+int store_group_begin(store *s, const store_op *head);
 /* Any thread: account one transaction of nops ops. */
 void store_count_commit(store *s, size_t nops, size_t ntasks, bool ok);
 /* Frees the outputs of op and resets them (as store_op_clear). */

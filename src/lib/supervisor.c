@@ -8,6 +8,7 @@
  */
 #include "supervisor.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -209,26 +210,36 @@ static void on_signal_close(uv_handle_t *h) { (void)h; }
  * fork) were re-parented to us, the subreaper: nothing of ours may
  * outlive tend, so they get SIGKILL too.  Returns how many. */
 static int kill_stray_children(supervisor *sup) {
-    char path[64], buf[4096];
+    char path[300], buf[4096];
     int n = 0;
-    snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)getpid());
-    FILE *f = fopen(path, "re");
-    if (!f)
+    /* Orphans may be re-parented to any thread of ours: read every task. */
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
         return 0;
-    size_t len = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[len] = '\0';
-    for (char *p = buf; *p;) {
-        char *end;
-        long pid = strtol(p, &end, 10);
-        if (end == p)
-            break;
-        p = end;
-        if (pid <= 1 || pid == sup->guard.pid)
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
             continue;
-        if (kill((pid_t)pid, SIGKILL) == 0)
-            n++;
+        snprintf(path, sizeof(path), "/proc/self/task/%s/children", e->d_name);
+        FILE *f = fopen(path, "re");
+        if (!f)
+            continue;
+        size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        for (char *p = buf; *p;) {
+            char *end;
+            long pid = strtol(p, &end, 10);
+            if (end == p)
+                break;
+            p = end;
+            if (pid <= 1 || pid == sup->guard.pid)
+                continue;
+            if (kill((pid_t)pid, SIGKILL) == 0)
+                n++;
+        }
     }
+    closedir(d);
     if (n > 0)
         supervisor_logf(sup, LOG_WARNING, NULL, "killed %d stray process%s that had left its service's process group",
                         n, n == 1 ? "" : "es");

@@ -1,0 +1,873 @@
+/*
+ * store-memory.c - the task store in RAM, for embedders who want no disk:
+ * the same ops and the same callback discipline as the SQLite backend,
+ * nothing survives the process.
+ *
+ * Everything runs on the loop thread.  store_submit only queues the op and
+ * wakes the store's async handle; at the next loop iteration every op
+ * queued since the last one runs as a group (the analogue of one
+ * transaction: store_group_begin() can fail the group as a whole) and
+ * completes.  So callbacks never run from inside store_submit, exactly as
+ * with SQLite.
+ *
+ * Indexes: a hash by id, a hash by (queue, idempotency key), a treap of
+ * all tasks by id (LIST, newest first) and, per queue, a treap of the
+ * pending and scheduled tasks by (priority, run_at, id) (FETCH_READY and
+ * CLAIM are range walks).  Admin ops (RECOVER, PURGE_DEAD, REQUEUE_DEAD,
+ * RETENTION) walk every task: they are rare.  Each op is atomic: an INSERT
+ * that fails half-way takes back what it inserted.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "macros.h"
+
+/* ---- A treap (randomized balanced tree), intrusive ------------------- */
+
+typedef struct tnode {
+    struct tnode *l, *r;
+    uint32_t prio;
+} tnode;
+
+/* Orders two nodes of the same tree: <0, 0 (same node), >0. */
+typedef int (*tnode_cmp)(const tnode *a, const tnode *b);
+
+static void treap_split(tnode *t, const tnode *key, tnode_cmp cmp, tnode **l, tnode **r) {
+    if (!t) {
+        *l = *r = NULL;
+    } else if (cmp(t, key) < 0) {
+        treap_split(t->r, key, cmp, &t->r, r);
+        *l = t;
+    } else {
+        treap_split(t->l, key, cmp, l, &t->l);
+        *r = t;
+    }
+}
+
+static tnode *treap_merge(tnode *l, tnode *r) {
+    if (!l)
+        return r;
+    if (!r)
+        return l;
+    if (l->prio > r->prio) {
+        l->r = treap_merge(l->r, r);
+        return l;
+    }
+    r->l = treap_merge(l, r->l);
+    return r;
+}
+
+static void treap_insert(tnode **t, tnode *n, tnode_cmp cmp) {
+    if (!*t) {
+        n->l = n->r = NULL;
+        *t = n;
+    } else if (n->prio > (*t)->prio) {
+        treap_split(*t, n, cmp, &n->l, &n->r);
+        *t = n;
+    } else
+        treap_insert(cmp(n, *t) < 0 ? &(*t)->l : &(*t)->r, n, cmp);
+}
+
+static void treap_remove(tnode **t, tnode *n, tnode_cmp cmp) {
+    while (*t && *t != n)
+        t = cmp(n, *t) < 0 ? &(*t)->l : &(*t)->r;
+    if (*t)
+        *t = treap_merge(n->l, n->r);
+    n->l = n->r = NULL;
+}
+
+/* Visits, in order, the nodes that are not before(node, key) (all when
+ * key is NULL); stops when visit returns false.  Returns false if
+ * stopped. */
+typedef bool (*tnode_before)(const tnode *n, const void *key);
+typedef bool (*tnode_visit)(tnode *n, void *ctx);
+
+static bool treap_walk_up(tnode *t, tnode_before before, const void *key, tnode_visit visit, void *ctx) {
+    while (t) {
+        if (key && before(t, key)) {
+            t = t->r;
+            continue;
+        }
+        if (!treap_walk_up(t->l, before, key, visit, ctx) || !visit(t, ctx))
+            return false;
+        t = t->r;
+        key = NULL; /* everything right of t is after it */
+    }
+    return true;
+}
+
+/* Visits, in reverse order, the nodes that are before(node, key) (all
+ * when key is NULL). */
+static bool treap_walk_down(tnode *t, tnode_before before, const void *key, tnode_visit visit, void *ctx) {
+    while (t) {
+        if (key && !before(t, key)) {
+            t = t->l;
+            continue;
+        }
+        if (!treap_walk_down(t->r, before, key, visit, ctx) || !visit(t, ctx))
+            return false;
+        t = t->l;
+        key = NULL;
+    }
+    return true;
+}
+
+/* ---- Records and indexes ---------------------------------------------- */
+
+typedef struct mqueue mqueue;
+
+typedef struct mtask {
+    store_task t;
+    tnode by_id;          /* mem.all */
+    tnode ready;          /* queue->ready, while pending or scheduled */
+    bool in_ready;
+    struct mtask *id_next;  /* id hash chain */
+    struct mtask *key_next; /* key hash chain */
+    mqueue *q;
+} mtask;
+
+struct mqueue {
+    char *name;
+    tnode *ready;
+    uint64_t n[STORE_TASK_STATE_MAX][STORE_PRIORITY_MAX];
+    mqueue *next;
+};
+
+typedef struct mem {
+    store *s;
+    store_op *head, *tail; /* queued, not yet run */
+    bool stopping;
+    mtask **by_id;        /* hash buckets */
+    mtask **by_key;
+    size_t nbuckets, ntasks;
+    tnode *all;
+    mqueue *queues;
+    uint64_t rng;
+} mem;
+
+#define CONTAINER(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+static uint32_t rnd(mem *m) {
+    m->rng ^= m->rng << 13;
+    m->rng ^= m->rng >> 7;
+    m->rng ^= m->rng << 17;
+    return (uint32_t)(m->rng >> 11);
+}
+
+static uint64_t hash_str(uint64_t h, const char *s) {
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h;
+}
+
+static size_t id_bucket(const mem *m, const char *id) {
+    return hash_str(0xcbf29ce484222325ull, id) & (m->nbuckets - 1);
+}
+
+static size_t key_bucket(const mem *m, const char *queue, const char *key) {
+    return hash_str(hash_str(0xcbf29ce484222325ull, queue) * 31 + 1, key) & (m->nbuckets - 1);
+}
+
+static int cmp_by_id(const tnode *a, const tnode *b) {
+    return strcmp(CONTAINER(a, mtask, by_id)->t.id, CONTAINER(b, mtask, by_id)->t.id);
+}
+
+static int cmp_ready(const tnode *a, const tnode *b) {
+    const store_task *x = &CONTAINER(a, mtask, ready)->t, *y = &CONTAINER(b, mtask, ready)->t;
+    if (x->priority != y->priority)
+        return x->priority < y->priority ? -1 : 1;
+    if (x->run_at != y->run_at)
+        return x->run_at < y->run_at ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+static bool is_ready_state(store_task_state s) {
+    return s == STORE_TASK_PENDING || s == STORE_TASK_SCHEDULED;
+}
+
+static mtask *find_id(const mem *m, const char *id) {
+    for (mtask *t = m->by_id[id_bucket(m, id)]; t; t = t->id_next)
+        if (strcmp(t->t.id, id) == 0)
+            return t;
+    return NULL;
+}
+
+static mtask *find_key(const mem *m, const char *queue, const char *key) {
+    for (mtask *t = m->by_key[key_bucket(m, queue, key)]; t; t = t->key_next)
+        if (strcmp(t->t.idempotency_key, key) == 0 && strcmp(t->t.queue, queue) == 0)
+            return t;
+    return NULL;
+}
+
+static mqueue *find_queue(mem *m, const char *name, bool create) {
+    for (mqueue *q = m->queues; q; q = q->next)
+        if (strcmp(q->name, name) == 0)
+            return q;
+    if (!create)
+        return NULL;
+    mqueue *q = calloc(1, sizeof(*q));
+    if (!q || !(q->name = strdup(name))) {
+        free(q);
+        return NULL;
+    }
+    q->next = m->queues;
+    m->queues = q;
+    return q;
+}
+
+/* Doubles the hash tables when they are full.  0 or -ENOMEM. */
+static int grow(mem *m) {
+    if (m->ntasks < m->nbuckets)
+        return 0;
+    size_t nb = m->nbuckets * 2;
+    mtask **ni = calloc(nb, sizeof(*ni)), **nk = calloc(nb, sizeof(*nk));
+    if (!ni || !nk) {
+        free(ni);
+        free(nk);
+        return -ENOMEM;
+    }
+    mtask **oi = m->by_id, **ok = m->by_key;
+    size_t ob = m->nbuckets;
+    m->by_id = ni;
+    m->by_key = nk;
+    m->nbuckets = nb;
+    for (size_t b = 0; b < ob; b++) {
+        for (mtask *t = oi[b], *next; t; t = next) {
+            next = t->id_next;
+            size_t i = id_bucket(m, t->t.id);
+            t->id_next = ni[i];
+            ni[i] = t;
+        }
+        for (mtask *t = ok[b], *next; t; t = next) {
+            next = t->key_next;
+            size_t i = key_bucket(m, t->t.queue, t->t.idempotency_key);
+            t->key_next = nk[i];
+            nk[i] = t;
+        }
+    }
+    free(oi);
+    free(ok);
+    return 0;
+}
+
+/* Counts and ready-index membership follow the state: call before and
+ * after changing state, priority or run_at. */
+static void detach(mtask *t) {
+    t->q->n[t->t.state][t->t.priority]--;
+    if (t->in_ready) {
+        treap_remove(&t->q->ready, &t->ready, cmp_ready);
+        t->in_ready = false;
+    }
+}
+
+static void attach(mem *m, mtask *t) {
+    t->q->n[t->t.state][t->t.priority]++;
+    if (is_ready_state(t->t.state)) {
+        t->ready.prio = rnd(m);
+        treap_insert(&t->q->ready, &t->ready, cmp_ready);
+        t->in_ready = true;
+    }
+}
+
+/* Adds a copy of src.  0, -EEXIST (id taken) or -ENOMEM. */
+static int add_task(mem *m, const store_task *src, mtask **ret) {
+    if (find_id(m, src->id))
+        return -EEXIST;
+    if (grow(m) < 0)
+        return -ENOMEM;
+    mtask *t = calloc(1, sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    mqueue *q = find_queue(m, src->queue, true);
+    if (!q || store_task_copy(&t->t, src) < 0) {
+        free(t);
+        return -ENOMEM;
+    }
+    if (!t->t.payload) {
+        t->t.payload = strdup("null");
+        t->t.payload_len = 4;
+        if (!t->t.payload) {
+            store_task_clear(&t->t);
+            free(t);
+            return -ENOMEM;
+        }
+    }
+    t->q = q;
+    size_t i = id_bucket(m, t->t.id);
+    t->id_next = m->by_id[i];
+    m->by_id[i] = t;
+    if (t->t.idempotency_key) {
+        i = key_bucket(m, t->t.queue, t->t.idempotency_key);
+        t->key_next = m->by_key[i];
+        m->by_key[i] = t;
+    }
+    t->by_id.prio = rnd(m);
+    treap_insert(&m->all, &t->by_id, cmp_by_id);
+    attach(m, t);
+    m->ntasks++;
+    *ret = t;
+    return 0;
+}
+
+static void remove_task(mem *m, mtask *t) {
+    detach(t);
+    treap_remove(&m->all, &t->by_id, cmp_by_id);
+    mtask **p = &m->by_id[id_bucket(m, t->t.id)];
+    while (*p != t)
+        p = &(*p)->id_next;
+    *p = t->id_next;
+    if (t->t.idempotency_key) {
+        p = &m->by_key[key_bucket(m, t->t.queue, t->t.idempotency_key)];
+        while (*p != t)
+            p = &(*p)->key_next;
+        *p = t->key_next;
+    }
+    m->ntasks--;
+    store_task_clear(&t->t);
+    free(t);
+}
+
+/* ---- Ops -------------------------------------------------------------- */
+
+static int op_insert(mem *m, store_op *op) {
+    size_t n = op->insert.n, created = 0;
+    mtask **added = n ? calloc(n, sizeof(*added)) : NULL;
+    if (n && !added)
+        return -ENOMEM;
+    int r = 0;
+    for (size_t i = 0; i < n; i++) {
+        const store_task *src = &op->insert.tasks[i];
+        mtask *hit = src->idempotency_key ? find_key(m, src->queue, src->idempotency_key) : NULL;
+        if (hit) {
+            if (!op->insert.ret_existing && !(op->insert.ret_existing = calloc(n, sizeof(store_task)))) {
+                r = -ENOMEM;
+                break;
+            }
+            if ((r = store_task_copy(&op->insert.ret_existing[i], &hit->t)) < 0)
+                break;
+            continue;
+        }
+        if ((r = add_task(m, src, &added[i])) < 0)
+            break;
+        created++;
+    }
+    if (r < 0) {
+        /* Take back this op's inserts: all or nothing. */
+        for (size_t i = n; i-- > 0;)
+            if (added[i])
+                remove_task(m, added[i]);
+        store_op_reset_outputs(op);
+        free(added);
+        return r;
+    }
+    free(added);
+    op->insert.ret_created = created;
+    return (int)created;
+}
+
+static int op_update(mem *m, store_op *op) {
+    const store_task *in = op->update.task;
+    mtask *t = find_id(m, in->id);
+    if (!t)
+        return -ENOENT;
+    if ((op->update.expect_version && t->t.version != op->update.expect_version) ||
+        (op->update.expect_states && !(op->update.expect_states & STORE_STATE_BIT(t->t.state)))) {
+        op->update.ret_state = t->t.state;
+        op->update.ret_version = t->t.version;
+        return -ESTALE;
+    }
+    unsigned f = op->update.fields;
+    char *err = NULL;
+    if ((f & STORE_FIELD_LAST_ERROR) && in->last_error &&
+        !(err = strndup(in->last_error, store_error_len(in->last_error))))
+        return -ENOMEM;
+    detach(t);
+    if (f & STORE_FIELD_STATE)
+        t->t.state = in->state;
+    if (f & STORE_FIELD_ATTEMPTS)
+        t->t.attempts = in->attempts;
+    if (f & STORE_FIELD_RUN_AT)
+        t->t.run_at = in->run_at;
+    if (f & STORE_FIELD_LEASE)
+        t->t.lease_until = in->lease_until;
+    if (f & STORE_FIELD_LAST_ERROR) {
+        free(t->t.last_error);
+        t->t.last_error = err;
+    }
+    if (f & STORE_FIELD_STARTED_AT)
+        t->t.started_at = in->started_at;
+    if (f & STORE_FIELD_FINISHED_AT)
+        t->t.finished_at = in->finished_at;
+    if (f & STORE_FIELD_PRIORITY)
+        t->t.priority = in->priority;
+    if (f & STORE_FIELD_MAX_ATTEMPTS)
+        t->t.max_attempts = in->max_attempts;
+    if (f & STORE_FIELD_TIMEOUT)
+        t->t.timeout_ms = in->timeout_ms;
+    t->t.version++;
+    attach(m, t);
+    op->update.ret_state = t->t.state;
+    op->update.ret_version = t->t.version;
+    return 0;
+}
+
+/* The walk of one priority of a queue's ready treap. */
+typedef struct ready_walk {
+    store_priority prio;
+    int64_t now;
+    size_t limit;
+    const char **exclude;
+    size_t nx;
+    mtask **out;
+    size_t n;
+} ready_walk;
+
+static bool ready_before(const tnode *n, const void *key) {
+    return CONTAINER(n, mtask, ready)->t.priority < *(const store_priority *)key;
+}
+
+static int cmp_str_ptr(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static bool ready_visit(tnode *n, void *ctx) {
+    ready_walk *w = ctx;
+    mtask *t = CONTAINER(n, mtask, ready);
+    if (t->t.priority != w->prio || t->t.run_at > w->now)
+        return false; /* the rest of this priority is not due yet */
+    const char *id = t->t.id;
+    if (w->nx && bsearch(&id, w->exclude, w->nx, sizeof(*w->exclude), cmp_str_ptr))
+        return true;
+    w->out[w->n++] = t;
+    return w->n < w->limit;
+}
+
+/* The ready tasks of queue in dispatch order into a new array *ret
+ * (NULL when none).  Count, or -ENOMEM. */
+static int select_ready(mem *m, const char *queue, int64_t now, size_t limit, const char *const *exclude,
+                        size_t nx, mtask ***ret) {
+    *ret = NULL;
+    mqueue *q = find_queue(m, queue, false);
+    if (!q || limit == 0)
+        return 0;
+    ready_walk w = {.now = now, .limit = limit, .nx = nx};
+    if (limit > m->ntasks)
+        w.limit = limit = m->ntasks ? m->ntasks : 1;
+    w.out = malloc(limit * sizeof(*w.out));
+    if (!w.out)
+        return -ENOMEM;
+    if (nx) {
+        w.exclude = malloc(nx * sizeof(*w.exclude));
+        if (!w.exclude) {
+            free(w.out);
+            return -ENOMEM;
+        }
+        memcpy(w.exclude, exclude, nx * sizeof(*w.exclude));
+        qsort(w.exclude, nx, sizeof(*w.exclude), cmp_str_ptr);
+    }
+    for (int p = 0; p < STORE_PRIORITY_MAX && w.n < limit; p++) {
+        w.prio = p;
+        treap_walk_up(q->ready, ready_before, &w.prio, ready_visit, &w);
+    }
+    free(w.exclude);
+    *ret = w.out;
+    return (int)w.n;
+}
+
+static int copy_out(mtask **src, size_t n, store_task **ret) {
+    *ret = NULL;
+    if (n == 0)
+        return 0;
+    store_task *v = calloc(n, sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (store_task_copy(&v[i], &src[i]->t) < 0) {
+            store_tasks_free(v, i);
+            return -ENOMEM;
+        }
+    *ret = v;
+    return 0;
+}
+
+static int op_fetch(mem *m, store_op *op) {
+    mtask **sel;
+    int n = select_ready(m, op->fetch.queue, op->fetch.now, op->fetch.limit, op->fetch.exclude,
+                         op->fetch.n_exclude, &sel);
+    if (n < 0)
+        return n;
+    int r = copy_out(sel, (size_t)n, &op->fetch.ret_tasks);
+    free(sel);
+    if (r < 0)
+        return r;
+    op->fetch.ret_n = (size_t)n;
+    return n;
+}
+
+static int op_claim(mem *m, store_op *op) {
+    mtask **sel;
+    int n = select_ready(m, op->claim.queue, op->claim.now, op->claim.limit, NULL, 0, &sel);
+    if (n < 0)
+        return n;
+    /* Copy first so that a failure changes nothing. */
+    int r = copy_out(sel, (size_t)n, &op->claim.ret_tasks);
+    if (r < 0) {
+        free(sel);
+        return r;
+    }
+    for (int i = 0; i < n; i++) {
+        mtask *t = sel[i];
+        detach(t);
+        t->t.state = STORE_TASK_RUNNING;
+        t->t.attempts++;
+        t->t.started_at = op->claim.now;
+        t->t.lease_until = op->claim.lease_until;
+        t->t.version++;
+        attach(m, t);
+        /* The copy reflects the claim. */
+        store_task *c = &op->claim.ret_tasks[i];
+        c->state = t->t.state;
+        c->attempts = t->t.attempts;
+        c->started_at = t->t.started_at;
+        c->lease_until = t->t.lease_until;
+        c->version = t->t.version;
+    }
+    free(sel);
+    op->claim.ret_n = (size_t)n;
+    return n;
+}
+
+static int op_get(mem *m, store_op *op) {
+    mtask *t = find_id(m, op->get.id);
+    if (!t)
+        return -ENOENT;
+    store_task *c = malloc(sizeof(*c));
+    if (!c || store_task_copy(c, &t->t) < 0) {
+        free(c);
+        return -ENOMEM;
+    }
+    op->get.ret_task = c;
+    return 0;
+}
+
+typedef struct list_walk {
+    const char *queue;
+    int state;
+    size_t limit; /* collect limit + 1 to know whether there is more */
+    mtask **out;
+    size_t n;
+} list_walk;
+
+static bool id_before(const tnode *n, const void *key) {
+    return strcmp(CONTAINER(n, mtask, by_id)->t.id, key) < 0;
+}
+
+static bool list_visit(tnode *n, void *ctx) {
+    list_walk *w = ctx;
+    mtask *t = CONTAINER(n, mtask, by_id);
+    if ((w->queue && strcmp(t->t.queue, w->queue) != 0) || (w->state >= 0 && (int)t->t.state != w->state))
+        return true;
+    w->out[w->n++] = t;
+    return w->n < w->limit + 1;
+}
+
+static int op_list(mem *m, store_op *op) {
+    size_t limit = op->list.limit ? op->list.limit : 100;
+    if (limit > m->ntasks)
+        limit = m->ntasks;
+    list_walk w = {.queue = op->list.queue, .state = op->list.state, .limit = limit};
+    w.out = malloc((limit + 1) * sizeof(*w.out));
+    if (!w.out)
+        return -ENOMEM;
+    const char *cursor = op->list.cursor && op->list.cursor[0] ? op->list.cursor : NULL;
+    if (limit > 0)
+        treap_walk_down(m->all, id_before, cursor, list_visit, &w);
+    size_t n = MIN(w.n, limit);
+    int r = copy_out(w.out, n, &op->list.ret_tasks);
+    if (r == 0) {
+        op->list.ret_n = n;
+        if (w.n > limit && n > 0)
+            memcpy(op->list.ret_cursor, w.out[n - 1]->t.id, STORE_ID_SIZE);
+    }
+    free(w.out);
+    return r < 0 ? r : (int)n;
+}
+
+static int cmp_counts(const void *a, const void *b) {
+    return strcmp(((const store_queue_counts *)a)->queue, ((const store_queue_counts *)b)->queue);
+}
+
+static int op_counts(mem *m, store_op *op) {
+    size_t n = 0;
+    for (mqueue *q = m->queues; q; q = q->next)
+        if (!op->counts.queue || strcmp(q->name, op->counts.queue) == 0)
+            n++;
+    if (n == 0)
+        return 0;
+    store_queue_counts *c = calloc(n, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    size_t i = 0;
+    for (mqueue *q = m->queues; q; q = q->next) {
+        if (op->counts.queue && strcmp(q->name, op->counts.queue) != 0)
+            continue;
+        c[i].queue = strdup(q->name);
+        if (!c[i].queue) {
+            store_counts_free(c, i);
+            return -ENOMEM;
+        }
+        memcpy(c[i].n, q->n, sizeof(q->n));
+        i++;
+    }
+    qsort(c, n, sizeof(*c), cmp_counts);
+    op->counts.ret_counts = c;
+    op->counts.ret_n = n;
+    return (int)n;
+}
+
+/* Collects every task for which pick() is true (up to max, 0: all). */
+typedef struct pick_walk {
+    bool (*pick)(const mtask *t, const store_op *op);
+    const store_op *op;
+    size_t max;
+    mtask **out;
+    size_t n, cap;
+    bool nomem;
+} pick_walk;
+
+static bool pick_visit(tnode *n, void *ctx) {
+    pick_walk *w = ctx;
+    mtask *t = CONTAINER(n, mtask, by_id);
+    if (!w->pick(t, w->op))
+        return true;
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 64;
+        mtask **nv = realloc(w->out, cap * sizeof(*nv));
+        if (!nv) {
+            w->nomem = true;
+            return false;
+        }
+        w->out = nv;
+        w->cap = cap;
+    }
+    w->out[w->n++] = t;
+    return !w->max || w->n < w->max;
+}
+
+static int pick_all(mem *m, pick_walk *w) {
+    treap_walk_up(m->all, NULL, NULL, pick_visit, w);
+    if (w->nomem) {
+        free(w->out);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static bool pick_running(const mtask *t, const store_op *op) {
+    return t->t.state == STORE_TASK_RUNNING;
+}
+
+static int op_recover(mem *m, store_op *op) {
+    pick_walk w = {.pick = pick_running, .op = op};
+    int r = pick_all(m, &w);
+    if (r < 0)
+        return r;
+    /* Allocate every message first so that the op is all or nothing. */
+    char **msgs = w.n ? calloc(w.n, sizeof(*msgs)) : NULL;
+    for (size_t i = 0; msgs && i < w.n; i++) {
+        const store_task *t = &w.out[i]->t;
+        bool dead = t->attempts >= t->max_attempts;
+        int k = dead ? asprintf(&msgs[i], "interrupted: tend stopped during attempt %d of %d (no attempts left)",
+                                t->attempts, t->max_attempts)
+                     : asprintf(&msgs[i], "interrupted: tend stopped during attempt %d", t->attempts);
+        if (k < 0) {
+            msgs[i] = NULL;
+            for (size_t j = 0; j < i; j++)
+                free(msgs[j]);
+            free(msgs);
+            msgs = NULL;
+        }
+    }
+    if (w.n && !msgs) {
+        free(w.out);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < w.n; i++) {
+        mtask *t = w.out[i];
+        bool dead = t->t.attempts >= t->t.max_attempts;
+        detach(t);
+        t->t.state = dead ? STORE_TASK_DEAD : STORE_TASK_PENDING;
+        t->t.lease_until = 0;
+        if (dead)
+            t->t.finished_at = op->recover.now;
+        free(t->t.last_error);
+        t->t.last_error = msgs[i];
+        t->t.version++;
+        attach(m, t);
+        if (dead)
+            op->recover.ret_dead++;
+        else
+            op->recover.ret_requeued++;
+    }
+    free(msgs);
+    free(w.out);
+    return (int)w.n;
+}
+
+static bool pick_dead_of_queue(const mtask *t, const store_op *op) {
+    return t->t.state == STORE_TASK_DEAD && strcmp(t->t.queue, op->dead.queue) == 0;
+}
+
+static int op_dead(mem *m, store_op *op) {
+    pick_walk w = {.pick = pick_dead_of_queue, .op = op};
+    int r = pick_all(m, &w);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < w.n; i++) {
+        mtask *t = w.out[i];
+        if (op->kind == STORE_OP_PURGE_DEAD) {
+            remove_task(m, t);
+            continue;
+        }
+        detach(t);
+        t->t.state = STORE_TASK_PENDING;
+        t->t.attempts = 0;
+        t->t.run_at = op->dead.now;
+        t->t.started_at = t->t.finished_at = t->t.lease_until = 0;
+        t->t.version++;
+        attach(m, t);
+    }
+    free(w.out);
+    op->dead.ret_count = w.n;
+    return (int)w.n;
+}
+
+static bool pick_expired(const mtask *t, const store_op *op) {
+    int64_t before = t->t.state == STORE_TASK_SUCCEEDED ? op->retention.succeeded_before
+                     : t->t.state == STORE_TASK_DEAD    ? op->retention.dead_before
+                     : t->t.state == STORE_TASK_CANCELLED ? op->retention.cancelled_before
+                                                          : 0;
+    return before > 0 && t->t.finished_at < before;
+}
+
+static int op_retention(mem *m, store_op *op) {
+    pick_walk w = {.pick = pick_expired, .op = op, .max = op->retention.max_rows};
+    int r = pick_all(m, &w);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < w.n; i++)
+        remove_task(m, w.out[i]);
+    free(w.out);
+    op->retention.ret_count = w.n;
+    return (int)w.n;
+}
+
+static int exec_op(mem *m, store_op *op) {
+    switch (op->kind) {
+    case STORE_OP_INSERT: return op_insert(m, op);
+    case STORE_OP_UPDATE: return op_update(m, op);
+    case STORE_OP_FETCH_READY: return op_fetch(m, op);
+    case STORE_OP_CLAIM: return op_claim(m, op);
+    case STORE_OP_GET: return op_get(m, op);
+    case STORE_OP_LIST: return op_list(m, op);
+    case STORE_OP_COUNTS: return op_counts(m, op);
+    case STORE_OP_RECOVER: return op_recover(m, op);
+    case STORE_OP_PURGE_DEAD:
+    case STORE_OP_REQUEUE_DEAD: return op_dead(m, op);
+    case STORE_OP_RETENTION: return op_retention(m, op);
+    default: return -EINVAL;
+    }
+}
+
+/* ---- The backend ------------------------------------------------------ */
+
+/* Runs every queued op as one group. */
+static void mem_poll(void *data) {
+    mem *m = data;
+    store_op *group = m->head;
+    m->head = m->tail = NULL;
+    if (group) {
+        size_t nops = 0, ntasks = 0;
+        int fault = store_group_begin(m->s, group);
+        for (store_op *op = group; op; op = op->priv_next) {
+            nops++;
+            op->priv_result = fault ? fault : exec_op(m, op);
+            if (op->kind == STORE_OP_INSERT && op->priv_result > 0)
+                ntasks += (size_t)op->priv_result;
+        }
+        store_count_commit(m->s, nops, ntasks, !fault);
+        store_complete(m->s, group);
+    }
+    if (m->stopping)
+        store_backend_stopped(m->s);
+}
+
+static int mem_open(store *s, const store_config *cfg, void **ret_data, char **ret_message) {
+    mem *m = calloc(1, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    m->s = s;
+    m->nbuckets = 1024;
+    m->by_id = calloc(m->nbuckets, sizeof(*m->by_id));
+    m->by_key = calloc(m->nbuckets, sizeof(*m->by_key));
+    if (!m->by_id || !m->by_key) {
+        free(m->by_id);
+        free(m->by_key);
+        free(m);
+        return -ENOMEM;
+    }
+    m->rng = (uint64_t)(uintptr_t)m ^ 0x9E3779B97F4A7C15ull;
+    if (!m->rng)
+        m->rng = 1;
+    *ret_data = m;
+    return 0;
+}
+
+static void mem_submit(void *data, store_op *op) {
+    mem *m = data;
+    op->priv_next = NULL;
+    if (m->tail)
+        m->tail->priv_next = op;
+    else
+        m->head = op;
+    m->tail = op;
+    store_kick(m->s);
+}
+
+static void mem_stop(void *data) {
+    mem *m = data;
+    m->stopping = true;
+    store_kick(m->s);
+}
+
+static void mem_free(void *data) {
+    mem *m = data;
+    if (!m)
+        return;
+    for (size_t b = 0; b < m->nbuckets; b++)
+        for (mtask *t = m->by_id[b], *next; t; t = next) {
+            next = t->id_next;
+            store_task_clear(&t->t);
+            free(t);
+        }
+    for (mqueue *q = m->queues, *next; q; q = next) {
+        next = q->next;
+        free(q->name);
+        free(q);
+    }
+    free(m->by_id);
+    free(m->by_key);
+    free(m);
+}
+
+const store_backend store_backend_memory = {
+    .name = "memory",
+    .open = mem_open,
+    .submit = mem_submit,
+    .stop = mem_stop,
+    .free = mem_free,
+    .poll = mem_poll,
+};

@@ -1,0 +1,100 @@
+"""Regression tests for lifecycle bugs found in review: each reproduces
+one report exactly."""
+
+from harness import *
+
+
+def test_critical_failure_with_waiting_dependent():
+    """A critical service that never becomes ready while a dependent waits
+    on it must fail the startup (exit 1), not settle it."""
+    t = Tend('''
+        services:
+          db:
+            command: {db}
+            ready: {tcp: "127.0.0.1:{port}", start_interval: 50ms, timeout: 1s}
+          api:
+            command: {api}
+            depends_on: {db: ready}
+        ''', db=cmd(name="db"), api=cmd(name="api"), port=free_port())
+    assert t.wait_exit(timeout=slow(15)) == 1
+    assert t.find(r"^startup failed: service db stage tcp")
+    assert not t.find(r"^startup complete")
+
+
+def test_exit_while_starting_is_restarted_until_deadline():
+    """A process that exits while its stage runs is restarted by its policy
+    until the stage deadline, not failed at the first exit."""
+    t = Tend('''
+        services:
+          flappy:
+            command: {c}
+            ready: {tcp: "127.0.0.1:{port}", start_interval: 50ms, timeout: 3s}
+            restart: {policy: on-failure, delay: 100ms, max_delay: 200ms, jitter: 0,
+                      max_attempts: 50, window: 60s}
+        ''', c=cmd("--crash-after", "0.1", "--exit-code", "4", name="flappy"), port=free_port())
+    assert t.wait_exit(timeout=slow(20)) == 1
+    spawns = t.spawned_pids("flappy")
+    assert len(spawns) >= 4, "restarted only %d times while starting" % (len(spawns) - 1)
+    assert t.find(r"^startup failed: service flappy")
+
+
+def test_manual_stop_during_startup_settles():
+    """Stopping a service while the system starts counts as settled: the
+    startup completes and tend still shuts down cleanly."""
+    t = Tend('''
+        services:
+          slow:
+            command: {slow}
+            ready: {notify: true, timeout: 30s}
+          other:
+            command: {other}
+        ''', slow=cmd("--notify", "--ready-delay", "20", name="slow"), other=cmd(name="other"))
+    t.wait_state("slow", "starting")
+    r = run_tend(["stop", "-f", t.config_path, "slow"])
+    assert r.returncode == 0, r.stderr
+    t.wait_log(r"^startup complete", timeout=slow(10))
+    assert t.stop() == 0
+
+
+def test_started_dependency_survives_failure():
+    """`started` is met once the dependency spawned, even if it fails
+    afterwards: only `ready`/`completed` dependents are blocked."""
+    t = Tend('''
+        services:
+          flaky:
+            command: {flaky}
+            critical: false
+            restart: {policy: "no"}
+            ready: {tcp: "127.0.0.1:{port}", start_interval: 50ms, timeout: 1s}
+          loose:
+            command: {loose}
+            depends_on: {flaky: started}
+          strict:
+            command: {strict}
+            critical: false
+            depends_on: {flaky: ready}
+        ''', flaky=cmd(name="flaky"), loose=cmd(name="loose"), strict=cmd(name="strict"), port=free_port())
+    t.wait_state("flaky", "failed", timeout=slow(10))
+    t.wait_state("strict", "blocked", timeout=slow(5))
+    t.wait_state("loose", "ready", timeout=slow(5))
+    assert t.stop() == 0
+
+
+def test_setsid_escapee_killed_at_shutdown():
+    """A process that left its service's process group (double fork +
+    setsid) is still killed when tend shuts down."""
+    t = Tend('''
+        services:
+          escaper:
+            command: ["/bin/sh", "-c", "setsid sh -c 'echo $$$$ > {dir}/escapee.pid; exec sleep 300' & sleep 300"]
+        ''')
+    pid = read_pidfile(os.path.join(t.dir, "escapee.pid"), timeout=slow(5))
+    assert pid_alive(pid)
+    assert t.stop() == 0
+    wait_pids_gone([pid], timeout=5)
+
+
+if __name__ == "__main__":
+    run([test_critical_failure_with_waiting_dependent, test_exit_while_starting_is_restarted_until_deadline,
+         test_manual_stop_during_startup_settles, test_started_dependency_survives_failure,
+         test_setsid_escapee_killed_at_shutdown])
