@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 [ -f build/build.ninja ] || meson setup build >/dev/null
 ninja -C build >/dev/null
 cd examples/demo
-exec ../../build/src/cli/tend up -f tend.yaml "$@"
+exec ../../build/tend up -f tend.yaml "$@"
