@@ -160,6 +160,55 @@ int client_stream(client *c, const char *path, size_t (*cb)(char *, size_t, size
     return 0;
 }
 
+int client_start(client *c, int argc, char **argv, bool file_is_f, const char *extra_short,
+                 const struct option *extra, const char *usage, client_opt_fn on_opt, void *data) {
+    struct option opts[32];
+    size_t n = 0;
+    opts[n++] = (struct option){"file", required_argument, NULL, 'F'};
+    opts[n++] = (struct option){"url", required_argument, NULL, 'U'};
+    opts[n++] = (struct option){"help", no_argument, NULL, 'h'};
+    for (size_t i = 0; extra && extra[i].name && n < 31; i++)
+        opts[n++] = extra[i];
+    opts[n] = (struct option){0};
+    char shortopts[64];
+    snprintf(shortopts, sizeof(shortopts), "+%sh%s", file_is_f ? "f:" : "", extra_short ? extra_short : "");
+    const char *file = NULL, *url = NULL;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
+        int r = 0;
+        switch (opt) {
+        case 'F': file = optarg; break;
+        case 'f':
+            if (file_is_f) {
+                file = optarg;
+                break;
+            }
+            r = on_opt ? on_opt(opt, optarg, data) : EXIT_USAGE;
+            break;
+        case 'U': url = optarg; break;
+        case 'h': printf("usage: %s\n", usage); return -1;
+        case '?': return EXIT_USAGE;
+        default: r = on_opt ? on_opt(opt, optarg, data) : EXIT_USAGE; break;
+        }
+        if (r)
+            return r;
+    }
+    return client_open(c, file, url);
+}
+
+int client_call(client *c, const char *method, const char *path, const char *body, client_response *ret) {
+    int r = client_request(c, method, path, body, ret);
+    if (r)
+        return r;
+    if (ret->status < 200 || ret->status >= 300) {
+        client_print_error(ret);
+        client_response_free(ret);
+        return EXIT_RUNTIME;
+    }
+    return 0;
+}
+
 pid_t client_instance_pid(const client *c) {
     if (!c->state_dir)
         return -1;

@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <getopt.h>
 #include <sys/types.h>
 
 typedef struct client {
@@ -40,6 +41,23 @@ void client_response_free(client_response *r);
 
 /* Streams a response body to cb (SSE, logs); returns like client_request. */
 int client_stream(client *c, const char *path, size_t (*cb)(char *, size_t, size_t, void *), void *data);
+
+typedef int (*client_opt_fn)(int opt, const char *arg, void *data);
+
+/*
+ * Parses a client command's options: the common -f/--file FILE (when
+ * file_is_f; else only --file), --url URL and -h/--help, plus the
+ * command's own `extra` options (short ones in extra_short), each handed
+ * to on_opt, which returns 0 or an exit code.  Then opens the client.
+ * Returns 0; -1 after printing usage for -h (the command exits 0); or an
+ * exit code after printing why.  Positional arguments start at optind.
+ */
+int client_start(client *c, int argc, char **argv, bool file_is_f, const char *extra_short,
+                 const struct option *extra, const char *usage, client_opt_fn on_opt, void *data);
+
+/* A request whose answer must be 2xx: prints the API's error otherwise and
+ * returns EXIT_RUNTIME (the response is freed then); 0 on success. */
+int client_call(client *c, const char *method, const char *path, const char *body, client_response *ret);
 
 /* The pid in <state_dir>/tend.lock, or -1. */
 pid_t client_instance_pid(const client *c);

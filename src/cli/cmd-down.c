@@ -10,7 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "cmd-client-common.h"
+#include "client.h"
 #include "cmd.h"
 #include "parse.h"
 
@@ -35,45 +35,38 @@ static int wait_pid(pid_t pid, int64_t timeout_ms) {
     return -ENOSYS;
 }
 
-static int run(int argc, char **argv) {
-    static const struct option opts[] = {CLIENT_OPTS_FILE_URL, {"timeout", required_argument, NULL, 'T'}, {0}};
-    const char *file = NULL, *url = NULL, *timeout = NULL;
-    int64_t timeout_ms = 30000;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+f:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'f': file = optarg; break;
-        case 'U': url = optarg; break;
-        case 'T':
-            timeout = optarg;
-            if (parse_duration_ms(optarg, &timeout_ms) < 0) {
-                cli_error("--timeout: invalid duration \"%s\" (try 500ms, 5s, 2m)", optarg);
-                return EXIT_USAGE;
-            }
-            break;
-        case 'h': printf("usage: tend down [-f FILE | --url URL] [--timeout D]\n"); return EXIT_OK;
-        default: return EXIT_USAGE;
-        }
+typedef struct opts {
+    const char *timeout;
+    int64_t timeout_ms;
+} opts;
+
+static int on_opt(int opt, const char *arg, void *data) {
+    opts *o = data;
+    o->timeout = arg;
+    if (parse_duration_ms(arg, &o->timeout_ms) < 0) {
+        cli_error("--timeout: invalid duration \"%s\" (try 500ms, 5s, 2m)", arg);
+        return EXIT_USAGE;
     }
+    return 0;
+}
+
+static int run(int argc, char **argv) {
+    static const struct option extra[] = {{"timeout", required_argument, NULL, 'T'}, {0}};
+    opts o = {.timeout_ms = 30000};
     client cl;
-    int r = client_open(&cl, file, url);
+    int r = client_start(&cl, argc, argv, true, "", extra, "tend down [-f FILE | --url URL] [--timeout D]", on_opt, &o);
     if (r)
-        return r;
+        return r < 0 ? EXIT_OK : r;
+    const char *timeout = o.timeout;
+    int64_t timeout_ms = o.timeout_ms;
     pid_t pid = client_instance_pid(&cl);
     char body[128];
     snprintf(body, sizeof(body), "{\"timeout\":\"%s\"}", timeout ? timeout : "30s");
     client_response resp;
-    r = client_request(&cl, "POST", "/api/v1/system/shutdown", body, &resp);
+    r = client_call(&cl, "POST", "/api/v1/system/shutdown", body, &resp);
     if (r) {
         client_close(&cl);
         return r;
-    }
-    if (resp.status != 200) {
-        client_print_error(&resp);
-        client_response_free(&resp);
-        client_close(&cl);
-        return EXIT_RUNTIME;
     }
     const char *msg = json_string_value(json_object_get(resp.json, "message"));
     if (msg)

@@ -7,30 +7,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmd-client-common.h"
+#include "client.h"
 #include "cmd.h"
 
+typedef struct opts {
+    bool json, strict;
+} opts;
+
+static int on_opt(int opt, const char *arg, void *data) {
+    opts *o = data;
+    if (opt == 'j')
+        o->json = true;
+    else if (opt == 's')
+        o->strict = true;
+    return 0;
+}
+
 static int run(int argc, char **argv) {
-    static const struct option opts[] = {CLIENT_OPTS_FILE_URL, {"json", no_argument, NULL, 'j'},
-                                         {"strict", no_argument, NULL, 's'}, {0}};
-    const char *file = NULL, *url = NULL;
-    bool json = false, strict = false;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+f:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'f': file = optarg; break;
-        case 'U': url = optarg; break;
-        case 'j': json = true; break;
-        case 's': strict = true; break;
-        case 'h': printf("usage: tend health [-f FILE | --url URL] [--json] [--strict]\n"); return EXIT_OK;
-        default: return EXIT_USAGE;
-        }
-    }
+    static const struct option extra[] = {{"json", no_argument, NULL, 'j'}, {"strict", no_argument, NULL, 's'}, {0}};
+    opts o = {0};
     client cl;
-    int r = client_open(&cl, file, url);
+    int r = client_start(&cl, argc, argv, true, "", extra, "tend health [-f FILE | --url URL] [--json] [--strict]",
+                         on_opt, &o);
     if (r)
-        return r;
+        return r < 0 ? EXIT_OK : r;
+    bool json = o.json, strict = o.strict;
     client_response resp;
     r = client_request(&cl, "GET", "/health", NULL, &resp);
     client_close(&cl);

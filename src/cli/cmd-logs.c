@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmd-client-common.h"
+#include "client.h"
 #include "cmd.h"
 
 typedef struct follow_ctx {
@@ -59,39 +59,36 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *data) {
     return n;
 }
 
-static int run(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"file", required_argument, NULL, 'F'}, {"url", required_argument, NULL, 'U'},
-        {"follow", no_argument, NULL, 'f'}, {"lines", required_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'}, {0},
-    };
-    const char *file = NULL, *url = NULL;
-    bool follow = false;
-    long lines = 100;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+fn:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'F': file = optarg; break;
-        case 'U': url = optarg; break;
-        case 'f': follow = true; break;
-        case 'n': {
-            char *end;
-            lines = strtol(optarg, &end, 10);
-            if (*end || lines < 0 || lines > 100000) {
-                cli_error("-n: expected a number of lines from 0 to 100000");
-                return EXIT_USAGE;
-            }
-            break;
-        }
-        case 'h': printf("usage: tend logs [--file FILE | --url URL] [-f] [-n N] [SERVICE...]\n"); return EXIT_OK;
-        default: return EXIT_USAGE;
-        }
+typedef struct opts {
+    bool follow;
+    long lines;
+} opts;
+
+static int on_opt(int opt, const char *arg, void *data) {
+    opts *o = data;
+    if (opt == 'f') {
+        o->follow = true;
+        return 0;
     }
+    char *end;
+    o->lines = strtol(arg, &end, 10);
+    if (*end || o->lines < 0 || o->lines > 100000) {
+        cli_error("-n: expected a number of lines from 0 to 100000");
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int run(int argc, char **argv) {
+    static const struct option extra[] = {{"follow", no_argument, NULL, 'f'}, {"lines", required_argument, NULL, 'n'}, {0}};
+    opts o = {.lines = 100};
     client cl;
-    int r = client_open(&cl, file, url);
+    int r = client_start(&cl, argc, argv, false, "fn:", extra,
+                         "tend logs [--file FILE | --url URL] [-f] [-n N] [SERVICE...]", on_opt, &o);
     if (r)
-        return r;
+        return r < 0 ? EXIT_OK : r;
+    bool follow = o.follow;
+    long lines = o.lines;
     follow_ctx f = {.names = argv + optind, .n = argc - optind};
     /* Which services: those named, or all of them. */
     client_response list;

@@ -5,30 +5,21 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cmd-client-common.h"
+#include "client.h"
 #include "cmd.h"
 
 static int act(const char *verb, int argc, char **argv) {
-    static const struct option opts[] = {CLIENT_OPTS_FILE_URL, {0}};
-    const char *file = NULL, *url = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+f:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'f': file = optarg; break;
-        case 'U': url = optarg; break;
-        case 'h': printf("usage: tend %s [-f FILE | --url URL] SERVICE...\n", verb); return EXIT_OK;
-        default: return EXIT_USAGE;
-        }
-    }
+    char usage[128];
+    snprintf(usage, sizeof(usage), "tend %s [-f FILE | --url URL] SERVICE...", verb);
+    client cl;
+    int r = client_start(&cl, argc, argv, true, "", NULL, usage, NULL, NULL);
+    if (r)
+        return r < 0 ? EXIT_OK : r;
     if (optind >= argc) {
         cli_error("%s: name at least one service", verb);
+        client_close(&cl);
         return EXIT_USAGE;
     }
-    client cl;
-    int r = client_open(&cl, file, url);
-    if (r)
-        return r;
     int code = EXIT_OK;
     for (int i = optind; i < argc; i++) {
         char path[512];
@@ -39,17 +30,16 @@ static int act(const char *verb, int argc, char **argv) {
         }
         snprintf(path, sizeof(path), "/api/v1/services/%s/%s", argv[i], verb);
         client_response resp;
-        r = client_request(&cl, "POST", path, NULL, &resp);
+        r = client_call(&cl, "POST", path, NULL, &resp);
+        if (r == EXIT_RUNTIME) {
+            code = EXIT_RUNTIME;
+            continue;
+        }
         if (r) {
             client_close(&cl);
             return r;
         }
-        if (resp.status == 200)
-            printf("%s: %s\n", argv[i], json_string_value(json_object_get(resp.json, "state")));
-        else {
-            client_print_error(&resp);
-            code = EXIT_RUNTIME;
-        }
+        printf("%s: %s\n", argv[i], json_string_value(json_object_get(resp.json, "state")));
         client_response_free(&resp);
     }
     client_close(&cl);

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmd-client-common.h"
+#include "client.h"
 #include "cmd.h"
 
 static void uptime(double s, char *buf, size_t len) {
@@ -32,32 +32,26 @@ static bool wanted(int argc, char **argv, const char *name) {
     return false;
 }
 
+static int on_json(int opt, const char *arg, void *data) {
+    *(bool *)data = true;
+    return 0;
+}
+
 static int run(int argc, char **argv) {
-    static const struct option opts[] = {CLIENT_OPTS_FILE_URL, {"json", no_argument, NULL, 'j'}, {0}};
-    const char *file = NULL, *url = NULL;
+    static const struct option extra[] = {{"json", no_argument, NULL, 'j'}, {0}};
     bool json = false;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+f:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'f': file = optarg; break;
-        case 'U': url = optarg; break;
-        case 'j': json = true; break;
-        case 'h': printf("usage: tend status [-f FILE | --url URL] [--json] [SERVICE...]\n"); return EXIT_OK;
-        default: return EXIT_USAGE;
-        }
-    }
     client cl;
-    int r = client_open(&cl, file, url);
+    int r = client_start(&cl, argc, argv, true, "", extra, "tend status [-f FILE | --url URL] [--json] [SERVICE...]",
+                         on_json, &json);
     if (r)
-        return r;
+        return r < 0 ? EXIT_OK : r;
     client_response resp;
-    r = client_request(&cl, "GET", "/api/v1/services", NULL, &resp);
+    r = client_call(&cl, "GET", "/api/v1/services", NULL, &resp);
     client_close(&cl);
     if (r)
         return r;
     json_t *svcs = json_object_get(resp.json, "services");
-    if (resp.status != 200 || !json_is_array(svcs)) {
+    if (!json_is_array(svcs)) {
         client_print_error(&resp);
         client_response_free(&resp);
         return EXIT_RUNTIME;
