@@ -72,6 +72,7 @@ typedef struct svc_extra {
     yaml_node_t *key;           /* its name in `services` */
     yaml_node_t **dep_nodes;    /* parallel to spec.deps */
     yaml_node_t *watchdog_node;
+    yaml_node_t *ready_node;
     bool policy_set;
     bool command_seen;          /* reported already if it was invalid */
     char **env_file_vars;
@@ -1581,8 +1582,10 @@ static void service_pair(ctx *c, const kv *p, void *userdata) {
         (void)get_bool(c, v, &s->oneshot);
     else if (streq(k, "depends_on"))
         parse_depends(c, s, sc->x, v);
-    else if (streq(k, "ready"))
+    else if (streq(k, "ready")) {
         parse_ready(c, s, v);
+        sc->x->ready_node = v;
+    }
     else if (streq(k, "live")) {
         (void)parse_probe(c, v, NULL, &s->live, true);
         s->has_live = s->live.kind != TEND_PROBE_NONE;
@@ -1642,6 +1645,12 @@ static void parse_service(ctx *c, tend_service_spec *s, svc_extra *x, yaml_node_
     if (!s->argv && !x->command_seen)
         error_at(c, own, "missing required key \"command\" (e.g. command: [\"./bin/server\", "
                          "\"--port\", \"8080\"])");
+    if (s->oneshot && s->n_stages > 0) {
+        size_t saved = path_push_key(c, "ready");
+        error_at(c, x->ready_node, "a oneshot has no readiness stages (it is `completed` when it exits 0; "
+                                   "remove `ready` or `oneshot`)");
+        path_pop(c, saved);
+    }
     if (s->watchdog_ms > 0) {
         bool has_notify = false;
         for (size_t i = 0; i < s->n_stages; i++)

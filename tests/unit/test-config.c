@@ -1215,6 +1215,17 @@ static void test_load_file(void **state) {
     strv_free(errors);
 }
 
+static void test_err_oneshot_with_stages(void **state) {
+    expect_errors("services:\n"
+                  "  m:\n"
+                  "    oneshot: true\n"
+                  "    command: [./migrate]\n"
+                  "    ready: {tcp: \":1234\"}\n",
+                  "t.yaml:5:12: services.m.ready: a oneshot has no readiness stages (it is `completed` "
+                  "when it exits 0; remove `ready` or `oneshot`)",
+                  NULL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full),
@@ -1225,6 +1236,7 @@ int main(void) {
         cmocka_unit_test(test_expand),
         cmocka_unit_test(test_env_file),
         cmocka_unit_test(test_err_values),
+        cmocka_unit_test(test_err_oneshot_with_stages),
         cmocka_unit_test(test_err_unknown_keys),
         cmocka_unit_test(test_err_types),
         cmocka_unit_test(test_err_services),
