@@ -33,6 +33,10 @@ static const api_route *const route_groups[] = {
  * trailing slash, "//") never match. */
 static bool match_pattern(const char *pattern, const char *path, char **params, size_t *n) {
     size_t np = 0;
+    if (strcmp(pattern, "/") == 0) { /* the root has no segment */
+        *n = 0;
+        return strcmp(path, "/") == 0;
+    }
     const char *p = pattern, *u = path;
     while (*p && *u) {
         if (*p != '/' || *u != '/')
@@ -181,12 +185,30 @@ void api_reply_json(api_request *req, int status, json_t *json) {
     api_reply_text(req, status, "application/json", text, len);
 }
 
+/* Replaces every byte that is not part of valid UTF-8 with '?': messages
+ * quote client input (paths, names), and JSON strings must be UTF-8. */
+static void utf8_sanitize(char *s) {
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        size_t n = *p < 0x80 ? 1 : (*p >> 5) == 0x6 ? 2 : (*p >> 4) == 0xe ? 3 : (*p >> 3) == 0x1e ? 4 : 0;
+        size_t k = 1;
+        while (n > 1 && k < n && (p[k] & 0xc0) == 0x80)
+            k++;
+        if (n == 0 || k < n) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
+}
+
 void api_error(api_request *req, int status, const char *code, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    utf8_sanitize(msg);
     api_reply_json(req, status, json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg));
 }
 

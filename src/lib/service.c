@@ -640,7 +640,7 @@ static int spawn_main(service *s, char *err, size_t errlen) {
 
 /* ---- entry actions ---- */
 
-static void enter_starting(service *s) {
+static void enter_starting(service *s, service_state from) {
     char err[512];
     s->notified_ready = false;
     s->degraded = false;
@@ -671,7 +671,7 @@ static void enter_starting(service *s) {
     if (s->spec->has_live)
         uv_timer_start(&s->live_timer, on_live_timer, (uint64_t)MAX(s->spec->live.initial_delay_ms, 0), 0);
     /* The supervisor learns "started" now; stages follow. */
-    supervisor_on_state(s->sup, s, SVC_STARTING, NULL);
+    supervisor_on_state(s->sup, s, from, NULL);
     if (s->state == SVC_STARTING)
         begin_stage(s);
 }
@@ -742,7 +742,7 @@ void service_dispatch(service *s, service_event e, const char *reason) {
     switch (s->state) {
     case SVC_STARTING:
         update_health(s);
-        enter_starting(s);
+        enter_starting(s, from);
         return; /* enter_starting reports to the supervisor */
     case SVC_READY:
         enter_ready(s, from);
