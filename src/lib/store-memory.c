@@ -85,7 +85,8 @@ static void treap_remove(tnode **t, tnode *n, tnode_cmp cmp) {
 typedef bool (*tnode_before)(const tnode *n, const void *key);
 typedef bool (*tnode_visit)(tnode *n, void *ctx);
 
-static bool treap_walk_up(tnode *t, tnode_before before, const void *key, tnode_visit visit, void *ctx) {
+static bool treap_walk_up(tnode *t, tnode_before before, const void *key, tnode_visit visit,
+                          void *ctx) {
     while (t) {
         if (key && before(t, key)) {
             t = t->r;
@@ -101,7 +102,8 @@ static bool treap_walk_up(tnode *t, tnode_before before, const void *key, tnode_
 
 /* Visits, in reverse order, the nodes that are before(node, key) (all
  * when key is NULL). */
-static bool treap_walk_down(tnode *t, tnode_before before, const void *key, tnode_visit visit, void *ctx) {
+static bool treap_walk_down(tnode *t, tnode_before before, const void *key, tnode_visit visit,
+                            void *ctx) {
     while (t) {
         if (key && !before(t, key)) {
             t = t->l;
@@ -121,8 +123,8 @@ typedef struct mqueue mqueue;
 
 typedef struct mtask {
     store_task t;
-    tnode by_id;          /* mem.all */
-    tnode ready;          /* queue->ready, while pending or scheduled */
+    tnode by_id; /* mem.all */
+    tnode ready; /* queue->ready, while pending or scheduled */
     bool in_ready;
     struct mtask *id_next;  /* id hash chain */
     struct mtask *key_next; /* key hash chain */
@@ -140,7 +142,7 @@ typedef struct mem {
     store *s;
     store_op *head, *tail; /* queued, not yet run */
     bool stopping;
-    mtask **by_id;        /* hash buckets */
+    mtask **by_id; /* hash buckets */
     mtask **by_key;
     size_t nbuckets, ntasks;
     tnode *all;
@@ -148,7 +150,7 @@ typedef struct mem {
     uint64_t rng;
 } mem;
 
-#define CONTAINER(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+#define CONTAINER(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 static uint32_t rnd(mem *m) {
     m->rng ^= m->rng << 13;
@@ -342,7 +344,8 @@ static int op_insert(mem *m, store_op *op) {
         const store_task *src = &op->insert.tasks[i];
         mtask *hit = src->idempotency_key ? find_key(m, src->queue, src->idempotency_key) : NULL;
         if (hit) {
-            if (!op->insert.ret_existing && !(op->insert.ret_existing = calloc(n, sizeof(store_task)))) {
+            if (!op->insert.ret_existing &&
+                !(op->insert.ret_existing = calloc(n, sizeof(store_task)))) {
                 r = -ENOMEM;
                 break;
             }
@@ -447,8 +450,8 @@ static bool ready_visit(tnode *n, void *ctx) {
 
 /* The ready tasks of queue in dispatch order into a new array *ret
  * (NULL when none).  Count, or -ENOMEM. */
-static int select_ready(mem *m, const char *queue, int64_t now, size_t limit, const char *const *exclude,
-                        size_t nx, mtask ***ret) {
+static int select_ready(mem *m, const char *queue, int64_t now, size_t limit,
+                        const char *const *exclude, size_t nx, mtask ***ret) {
     *ret = NULL;
     mqueue *q = find_queue(m, queue, false);
     if (!q || limit == 0)
@@ -568,7 +571,8 @@ static bool id_before(const tnode *n, const void *key) {
 static bool list_visit(tnode *n, void *ctx) {
     list_walk *w = ctx;
     mtask *t = CONTAINER(n, mtask, by_id);
-    if ((w->queue && strcmp(t->t.queue, w->queue) != 0) || (w->state >= 0 && (int)t->t.state != w->state))
+    if ((w->queue && strcmp(t->t.queue, w->queue) != 0) ||
+        (w->state >= 0 && (int)t->t.state != w->state))
         return true;
     w->out[w->n++] = t;
     return w->n < w->limit + 1;
@@ -680,9 +684,11 @@ static int op_recover(mem *m, store_op *op) {
     for (size_t i = 0; msgs && i < w.n; i++) {
         const store_task *t = &w.out[i]->t;
         bool dead = t->attempts >= t->max_attempts;
-        int k = dead ? asprintf(&msgs[i], "interrupted: tend stopped during attempt %d of %d (no attempts left)",
-                                t->attempts, t->max_attempts)
-                     : asprintf(&msgs[i], "interrupted: tend stopped during attempt %d", t->attempts);
+        int k =
+            dead ? asprintf(&msgs[i],
+                            "interrupted: tend stopped during attempt %d of %d (no attempts left)",
+                            t->attempts, t->max_attempts)
+                 : asprintf(&msgs[i], "interrupted: tend stopped during attempt %d", t->attempts);
         if (k < 0) {
             msgs[i] = NULL;
             for (size_t j = 0; j < i; j++)
@@ -746,8 +752,8 @@ static int op_dead(mem *m, store_op *op) {
 }
 
 static bool pick_expired(const mtask *t, const store_op *op) {
-    int64_t before = t->t.state == STORE_TASK_SUCCEEDED ? op->retention.succeeded_before
-                     : t->t.state == STORE_TASK_DEAD    ? op->retention.dead_before
+    int64_t before = t->t.state == STORE_TASK_SUCCEEDED   ? op->retention.succeeded_before
+                     : t->t.state == STORE_TASK_DEAD      ? op->retention.dead_before
                      : t->t.state == STORE_TASK_CANCELLED ? op->retention.cancelled_before
                                                           : 0;
     return before > 0 && t->t.finished_at < before;
@@ -767,18 +773,29 @@ static int op_retention(mem *m, store_op *op) {
 
 static int exec_op(mem *m, store_op *op) {
     switch (op->kind) {
-    case STORE_OP_INSERT: return op_insert(m, op);
-    case STORE_OP_UPDATE: return op_update(m, op);
-    case STORE_OP_FETCH_READY: return op_fetch(m, op);
-    case STORE_OP_CLAIM: return op_claim(m, op);
-    case STORE_OP_GET: return op_get(m, op);
-    case STORE_OP_LIST: return op_list(m, op);
-    case STORE_OP_COUNTS: return op_counts(m, op);
-    case STORE_OP_RECOVER: return op_recover(m, op);
+    case STORE_OP_INSERT:
+        return op_insert(m, op);
+    case STORE_OP_UPDATE:
+        return op_update(m, op);
+    case STORE_OP_FETCH_READY:
+        return op_fetch(m, op);
+    case STORE_OP_CLAIM:
+        return op_claim(m, op);
+    case STORE_OP_GET:
+        return op_get(m, op);
+    case STORE_OP_LIST:
+        return op_list(m, op);
+    case STORE_OP_COUNTS:
+        return op_counts(m, op);
+    case STORE_OP_RECOVER:
+        return op_recover(m, op);
     case STORE_OP_PURGE_DEAD:
-    case STORE_OP_REQUEUE_DEAD: return op_dead(m, op);
-    case STORE_OP_RETENTION: return op_retention(m, op);
-    default: return -EINVAL;
+    case STORE_OP_REQUEUE_DEAD:
+        return op_dead(m, op);
+    case STORE_OP_RETENTION:
+        return op_retention(m, op);
+    default:
+        return -EINVAL;
     }
 }
 

@@ -29,12 +29,13 @@ struct store {
     store_idgen idgen;
 
     uv_async_t async;
-    pthread_mutex_t lock;     /* protects the fields below */
+    pthread_mutex_t lock; /* protects the fields below */
     store_op *done_head, *done_tail;
     bool backend_stopped;
-    int fault_error;          /* armed fault, 0: none */
+    bool async_ready; /* s->async is initialized */
+    int fault_error;  /* armed fault, 0: none */
     store_op_kind fault_kind;
-    unsigned fault_skip;      /* matching groups to let through first */
+    unsigned fault_skip; /* matching groups to let through first */
 
     /* Loop thread only. */
     uint64_t in_flight;
@@ -91,7 +92,8 @@ int store_task_copy(store_task *dst, const store_task *src) {
         memcpy(dst->payload, src->payload, src->payload_len);
         dst->payload[src->payload_len] = 0;
     }
-    if (dup_str(&dst->queue, src->queue) < 0 || dup_str(&dst->idempotency_key, src->idempotency_key) < 0 ||
+    if (dup_str(&dst->queue, src->queue) < 0 ||
+        dup_str(&dst->idempotency_key, src->idempotency_key) < 0 ||
         dup_str(&dst->tags, src->tags) < 0)
         goto fail;
     if (src->last_error) {
@@ -107,21 +109,26 @@ fail:
 }
 
 static const char *const state_names[STORE_TASK_STATE_MAX] = {
-    [STORE_TASK_PENDING] = "pending",     [STORE_TASK_SCHEDULED] = "scheduled",
-    [STORE_TASK_RUNNING] = "running",     [STORE_TASK_SUCCEEDED] = "succeeded",
-    [STORE_TASK_DEAD] = "dead",           [STORE_TASK_CANCELLED] = "cancelled",
+    [STORE_TASK_PENDING] = "pending", [STORE_TASK_SCHEDULED] = "scheduled",
+    [STORE_TASK_RUNNING] = "running", [STORE_TASK_SUCCEEDED] = "succeeded",
+    [STORE_TASK_DEAD] = "dead",       [STORE_TASK_CANCELLED] = "cancelled",
 };
 static const char *const priority_names[STORE_PRIORITY_MAX] = {
-    [STORE_PRIORITY_CRITICAL] = "critical", [STORE_PRIORITY_HIGH] = "high",
-    [STORE_PRIORITY_NORMAL] = "normal",     [STORE_PRIORITY_LOW] = "low",
+    [STORE_PRIORITY_CRITICAL] = "critical",     [STORE_PRIORITY_HIGH] = "high",
+    [STORE_PRIORITY_NORMAL] = "normal",         [STORE_PRIORITY_LOW] = "low",
     [STORE_PRIORITY_BACKGROUND] = "background",
 };
 static const char *const op_names[STORE_OP_KIND_MAX] = {
-    [STORE_OP_INSERT] = "insert",         [STORE_OP_UPDATE] = "update",
-    [STORE_OP_FETCH_READY] = "fetch_ready", [STORE_OP_CLAIM] = "claim",
-    [STORE_OP_GET] = "get",               [STORE_OP_LIST] = "list",
-    [STORE_OP_COUNTS] = "counts",         [STORE_OP_RECOVER] = "recover",
-    [STORE_OP_PURGE_DEAD] = "purge_dead", [STORE_OP_REQUEUE_DEAD] = "requeue_dead",
+    [STORE_OP_INSERT] = "insert",
+    [STORE_OP_UPDATE] = "update",
+    [STORE_OP_FETCH_READY] = "fetch_ready",
+    [STORE_OP_CLAIM] = "claim",
+    [STORE_OP_GET] = "get",
+    [STORE_OP_LIST] = "list",
+    [STORE_OP_COUNTS] = "counts",
+    [STORE_OP_RECOVER] = "recover",
+    [STORE_OP_PURGE_DEAD] = "purge_dead",
+    [STORE_OP_REQUEUE_DEAD] = "requeue_dead",
     [STORE_OP_RETENTION] = "retention",
 };
 
@@ -219,7 +226,8 @@ static void fill_random(store_idgen *g) {
          * counter; mix time and pid so two processes still differ. */
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t x = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() << 32 ^ g->rand_lo;
+        uint64_t x =
+            (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() << 32 ^ g->rand_lo;
         for (size_t i = 0; i < sizeof(b); i++) {
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
             b[i] = (uint8_t)x;
@@ -353,7 +361,8 @@ static int prepare_task(store *s, store_task *t, int64_t now) {
         t->payload_len = strnlen(t->payload, STORE_PAYLOAD_MAX + 1);
     if (t->payload && t->payload_len > STORE_PAYLOAD_MAX)
         return -E2BIG;
-    if (t->idempotency_key && (!t->idempotency_key[0] || strnlen(t->idempotency_key, STORE_KEY_MAX + 1) > STORE_KEY_MAX))
+    if (t->idempotency_key &&
+        (!t->idempotency_key[0] || strnlen(t->idempotency_key, STORE_KEY_MAX + 1) > STORE_KEY_MAX))
         return t->idempotency_key[0] ? -E2BIG : -EINVAL;
     if (t->tags && strnlen(t->tags, STORE_TAGS_MAX + 1) > STORE_TAGS_MAX)
         return -E2BIG;
@@ -561,22 +570,27 @@ int store_open(uv_loop_t *loop, const store_config *cfg, store **ret, char **ret
     int r = fault_from_env(s);
     if (r < 0) {
         if (ret_message)
-            *ret_message = strdup("TEND_STORE_FAULT: expected <op|any>:<ENOSPC|EIO>[:<skip>]");
+            *ret_message =
+                strdup("TEND_STORE_FAULT: expected <op|any>:<ENOSPC|EIO>[:<groups to skip>]");
         goto fail;
     }
-    r = uv_async_init(loop, &s->async, on_async);
+    r = b->open(s, cfg, &s->data, ret_message);
     if (r < 0)
         goto fail;
+    /* The handle last, so that every failure above is undone here,
+     * without a loop iteration.  Until it exists the backend has nothing
+     * to send: no op can have been submitted. */
+    r = uv_async_init(loop, &s->async, on_async);
+    if (r < 0) {
+        b->stop(s->data);
+        b->free(s->data);
+        goto fail;
+    }
     s->async.data = s;
     uv_unref((uv_handle_t *)&s->async);
-    r = b->open(s, cfg, &s->data, ret_message);
-    if (r < 0) {
-        /* Nothing was submitted: close the handle and free from its
-         * callback, without a user callback. */
-        s->freeing = true;
-        uv_close((uv_handle_t *)&s->async, on_async_closed);
-        return r;
-    }
+    pthread_mutex_lock(&s->lock);
+    s->async_ready = true;
+    pthread_mutex_unlock(&s->lock);
     *ret = s;
     return 0;
 fail:
@@ -598,14 +612,30 @@ int store_submit(store *s, store_op *op) {
     op->priv_result = 0;
     /* Outputs start empty, whatever the caller left there. */
     switch (op->kind) {
-    case STORE_OP_INSERT: op->insert.ret_existing = NULL, op->insert.ret_created = 0; break;
-    case STORE_OP_UPDATE: op->update.ret_state = -1, op->update.ret_version = 0; break;
-    case STORE_OP_FETCH_READY: op->fetch.ret_tasks = NULL, op->fetch.ret_n = 0; break;
-    case STORE_OP_CLAIM: op->claim.ret_tasks = NULL, op->claim.ret_n = 0; break;
-    case STORE_OP_GET: op->get.ret_task = NULL; break;
-    case STORE_OP_LIST: op->list.ret_tasks = NULL, op->list.ret_n = 0, op->list.ret_cursor[0] = 0; break;
-    case STORE_OP_COUNTS: op->counts.ret_counts = NULL, op->counts.ret_n = 0; break;
-    default: store_op_reset_outputs(op); break;
+    case STORE_OP_INSERT:
+        op->insert.ret_existing = NULL, op->insert.ret_created = 0;
+        break;
+    case STORE_OP_UPDATE:
+        op->update.ret_state = -1, op->update.ret_version = 0;
+        break;
+    case STORE_OP_FETCH_READY:
+        op->fetch.ret_tasks = NULL, op->fetch.ret_n = 0;
+        break;
+    case STORE_OP_CLAIM:
+        op->claim.ret_tasks = NULL, op->claim.ret_n = 0;
+        break;
+    case STORE_OP_GET:
+        op->get.ret_task = NULL;
+        break;
+    case STORE_OP_LIST:
+        op->list.ret_tasks = NULL, op->list.ret_n = 0, op->list.ret_cursor[0] = 0;
+        break;
+    case STORE_OP_COUNTS:
+        op->counts.ret_counts = NULL, op->counts.ret_n = 0;
+        break;
+    default:
+        store_op_reset_outputs(op);
+        break;
     }
     if (s->in_flight++ == 0)
         uv_ref((uv_handle_t *)&s->async);
@@ -631,8 +661,10 @@ void store_close(store *s, store_close_fn cb, void *data) {
 void store_backend_stopped(store *s) {
     pthread_mutex_lock(&s->lock);
     s->backend_stopped = true;
+    bool send = s->async_ready;
     pthread_mutex_unlock(&s->lock);
-    uv_async_send(&s->async);
+    if (send)
+        uv_async_send(&s->async);
 }
 
 void store_complete(store *s, store_op *head) {
@@ -652,7 +684,11 @@ void store_complete(store *s, store_op *head) {
 }
 
 void store_kick(store *s) {
-    uv_async_send(&s->async);
+    pthread_mutex_lock(&s->lock);
+    bool send = s->async_ready;
+    pthread_mutex_unlock(&s->lock);
+    if (send)
+        uv_async_send(&s->async);
 }
 
 int store_group_begin(store *s, const store_op *head) {

@@ -104,18 +104,18 @@ typedef struct store_task {
     int32_t attempts;
     int32_t max_attempts;
     int64_t timeout_ms;
-    int64_t run_at;          /* eligible from; FIFO order within a priority */
+    int64_t run_at; /* eligible from; FIFO order within a priority */
     int64_t created_at;
-    int64_t started_at;      /* the last attempt's start */
-    int64_t finished_at;     /* succeeded, dead or cancelled at */
-    int64_t lease_until;     /* running: pull-queue lease / attempt deadline */
-    int64_t version;         /* 1 at insert, +1 at every change */
+    int64_t started_at;  /* the last attempt's start */
+    int64_t finished_at; /* succeeded, dead or cancelled at */
+    int64_t lease_until; /* running: pull-queue lease / attempt deadline */
+    int64_t version;     /* 1 at insert, +1 at every change */
     char *queue;
     char *payload;
     size_t payload_len;
-    char *idempotency_key;   /* NULL: none; unique within the queue */
-    char *tags;              /* JSON array text, or NULL */
-    char *last_error;        /* NULL: none */
+    char *idempotency_key; /* NULL: none; unique within the queue */
+    char *tags;            /* JSON array text, or NULL */
+    char *last_error;      /* NULL: none */
 } store_task;
 
 /* Frees the strings of t and zeroes it; NULL-safe. */
@@ -146,7 +146,7 @@ int store_priority_from_string(const char *s);
 typedef struct store_idgen {
     pthread_mutex_t lock;
     int64_t last_ms;
-    uint16_t rand_hi;        /* 80 bits: 16 + 64 */
+    uint16_t rand_hi; /* 80 bits: 16 + 64 */
     uint64_t rand_lo;
 } store_idgen;
 
@@ -177,7 +177,7 @@ typedef enum store_op_kind {
     STORE_OP_RETENTION,    /* write */
     /* Sessions (SPEC "persist: true") will take the next values. */
     STORE_OP_KIND_MAX,
-    STORE_OP_ANY = -1,     /* store_inject_fault: any op */
+    STORE_OP_ANY = -1, /* store_inject_fault: any op */
 } store_op_kind;
 
 /* store_op.update.fields: which columns an UPDATE writes. */
@@ -185,13 +185,13 @@ enum {
     STORE_FIELD_STATE = 1u << 0,
     STORE_FIELD_ATTEMPTS = 1u << 1,
     STORE_FIELD_RUN_AT = 1u << 2,
-    STORE_FIELD_LEASE = 1u << 3,        /* lease_until */
+    STORE_FIELD_LEASE = 1u << 3, /* lease_until */
     STORE_FIELD_LAST_ERROR = 1u << 4,
     STORE_FIELD_STARTED_AT = 1u << 5,
     STORE_FIELD_FINISHED_AT = 1u << 6,
     STORE_FIELD_PRIORITY = 1u << 7,
     STORE_FIELD_MAX_ATTEMPTS = 1u << 8,
-    STORE_FIELD_TIMEOUT = 1u << 9,      /* timeout_ms */
+    STORE_FIELD_TIMEOUT = 1u << 9, /* timeout_ms */
     STORE_FIELD_ALL = (1u << 10) - 1,
 };
 
@@ -236,9 +236,9 @@ struct store_op {
          * task->id, if its version is expect_version (0: any) and its
          * state is in expect_states (a STORE_STATE_BIT mask; 0: any); the
          * version is incremented.  payload, tags, queue and the
-         * idempotency key never change.  Result 0, ret_version the new
-         * version; -ESTALE with ret_state/ret_version the current ones;
-         * -ENOENT.
+         * idempotency key never change.  Result 0 with ret_state and
+         * ret_version as stored after the update; -ESTALE with
+         * ret_state/ret_version the current ones; -ENOENT.
          */
         struct {
             const store_task *task;
@@ -356,9 +356,9 @@ typedef enum store_backend_kind {
 } store_backend_kind;
 
 typedef enum store_sync {
-    STORE_SYNC_FULL = 0,     /* fsync every commit: acknowledged = durable */
-    STORE_SYNC_NORMAL = 1,   /* WAL synced at checkpoints only: a power
-                              * loss may lose the last commits */
+    STORE_SYNC_FULL = 0,   /* fsync every commit: acknowledged = durable */
+    STORE_SYNC_NORMAL = 1, /* WAL synced at checkpoints only: a power
+                            * loss may lose the last commits */
 } store_sync;
 
 typedef struct store_config {
@@ -378,10 +378,11 @@ typedef struct store store;
  * SQLite: creates the file if needed, applies the schema migrations in
  * order and starts the writer thread.  This call blocks on disk I/O; call
  * it at start-up, before the loop serves anything.  Tasks left running by
- * a crash stay running until a RECOVER op.  On failure returns -errno and,
- * when ret_message is not NULL, a sentence saying what failed (caller
- * frees; may be NULL).  On success *ret is the store; close it with
- * store_close().
+ * a crash stay running until a RECOVER op.  On failure returns -errno,
+ * has released everything, and, when ret_message is not NULL, sets it to
+ * a sentence saying what failed (caller frees; may be NULL).  On success
+ * *ret is the store; close it with store_close().  An idle store does not
+ * keep the loop alive; one with ops in flight does.
  */
 int store_open(uv_loop_t *loop, const store_config *cfg, store **ret, char **ret_message);
 
@@ -414,14 +415,17 @@ typedef struct store_stats {
     uint64_t max_group;      /* most ops in one transaction */
     uint64_t in_flight;      /* submitted, not yet completed */
 } store_stats;
+/* Loop thread. */
 void store_get_stats(store *s, store_stats *ret);
 const char *store_backend_name(store *s);
 
 /*
- * Fault injection (tests, and TEND_STORE_FAULT in the daemon): the next
- * transaction that contains an op of `kind` (STORE_OP_ANY: any) fails
- * with `error` (a negative errno such as -ENOSPC or -EIO) and is rolled
- * back.  In the SQLite backend the fault is a real failed write (a VFS
+ * Fault injection: the next transaction that contains an op of `kind`
+ * (STORE_OP_ANY: any) fails with `error` (a negative errno such as
+ * -ENOSPC or -EIO) and is rolled back.  The same can be armed from the
+ * environment at store_open, for integration tests of a whole tend:
+ * TEND_STORE_FAULT=<op name|any>:<ENOSPC|EIO>[:<matching groups to let
+ * through first>], e.g. TEND_STORE_FAULT=insert:ENOSPC:2.  In the SQLite backend the fault is a real failed write (a VFS
  * shim makes the writer thread's next write return SQLITE_FULL or
  * SQLITE_IOERR_WRITE), so SQLite's own error path is what gets tested.
  * error 0 disarms.  Loop thread.

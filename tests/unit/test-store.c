@@ -76,7 +76,8 @@ static int setup(void **state) {
     fx *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     f->kind = *(const store_backend_kind *)*state;
-    snprintf(f->dir, sizeof(f->dir), "%s/test-store-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    snprintf(f->dir, sizeof(f->dir), "%s/test-store-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     assert_non_null(mkdtemp(f->dir));
     assert_int_equal(uv_loop_init(&f->loop), 0);
     assert_int_equal(open_store(f, f->dir, &f->s), 0);
@@ -148,11 +149,14 @@ static store_task *get(fx *f, const char *id) {
     return get_on(f, f->s, id);
 }
 
-static int set_state(fx *f, const char *id, store_task_state st, int attempts, int64_t finished_at) {
+static int set_state(fx *f, const char *id, store_task_state st, int attempts,
+                     int64_t finished_at) {
     store_task t = {.state = st, .attempts = attempts, .finished_at = finished_at};
     snprintf(t.id, sizeof(t.id), "%s", id);
-    store_op op = {.kind = STORE_OP_UPDATE,
-                   .update = {.task = &t, .fields = STORE_FIELD_STATE | STORE_FIELD_ATTEMPTS | STORE_FIELD_FINISHED_AT}};
+    store_op op = {
+        .kind = STORE_OP_UPDATE,
+        .update = {.task = &t,
+                   .fields = STORE_FIELD_STATE | STORE_FIELD_ATTEMPTS | STORE_FIELD_FINISHED_AT}};
     return run_op(f, &op);
 }
 
@@ -192,9 +196,9 @@ static void test_ids(void **state) {
     store_id_format(1469918176385, 0, 0, id); /* the ULID spec's example time */
     assert_memory_equal(id, "01ARYZ6S41", 10);
     assert_int_equal(store_id_time_ms(id), 1469918176385);
-    assert_false(store_id_valid("01ARYZ6S41000000000000000"));   /* 25 */
-    assert_false(store_id_valid("01ARYZ6S41000000000000000U"));  /* not Crockford */
-    assert_false(store_id_valid("81ARYZ6S410000000000000000"));  /* > 128 bits */
+    assert_false(store_id_valid("01ARYZ6S41000000000000000"));  /* 25 */
+    assert_false(store_id_valid("01ARYZ6S41000000000000000U")); /* not Crockford */
+    assert_false(store_id_valid("81ARYZ6S410000000000000000")); /* > 128 bits */
     assert_false(store_id_valid(NULL));
 
     assert_string_equal(store_task_state_to_string(STORE_TASK_CANCELLED), "cancelled");
@@ -214,7 +218,8 @@ static void test_ids(void **state) {
 static void test_insert_get(void **state) {
     fx *f = *state;
     store_task t[3] = {mk("email", STORE_PRIORITY_HIGH, "{\"to\":\"a@example.com\"}"),
-                       mk("email", STORE_PRIORITY_NORMAL, "[1,2,3]"), mk("sms", STORE_PRIORITY_LOW, "\"x\"")};
+                       mk("email", STORE_PRIORITY_NORMAL, "[1,2,3]"),
+                       mk("sms", STORE_PRIORITY_LOW, "\"x\"")};
     t[0].tags = "[\"welcome\"]";
     t[0].idempotency_key = "k-1";
     t[1].run_at = now_wall_ms() + 60000;
@@ -282,8 +287,8 @@ static void test_idempotency(void **state) {
     a.idempotency_key = "order-42";
     assert_int_equal(insert(f, &a, 1), 1);
 
-    store_task b[4] = {mk("email", 0, "{\"n\":2}"), mk("email", 0, "{\"n\":3}"), mk("email", 0, "{\"n\":4}"),
-                       mk("sms", 0, "{\"n\":5}")};
+    store_task b[4] = {mk("email", 0, "{\"n\":2}"), mk("email", 0, "{\"n\":3}"),
+                       mk("email", 0, "{\"n\":4}"), mk("sms", 0, "{\"n\":5}")};
     b[0].idempotency_key = "order-42"; /* seen before */
     b[1].idempotency_key = "order-43"; /* new */
     b[2].idempotency_key = "order-43"; /* seen earlier in the same batch */
@@ -383,10 +388,10 @@ static void test_fetch_ready_order(void **state) {
         [C] = mk("work", STORE_PRIORITY_CRITICAL, "3"),
         [D] = mk("work", STORE_PRIORITY_NORMAL, "4"),
         [E] = mk("work", STORE_PRIORITY_HIGH, "5"),
-        [F] = mk("work", STORE_PRIORITY_CRITICAL, "6"),   /* delayed a minute */
+        [F] = mk("work", STORE_PRIORITY_CRITICAL, "6"), /* delayed a minute */
         [G] = mk("work", STORE_PRIORITY_BACKGROUND, "7"),
-        [H] = mk("other", STORE_PRIORITY_CRITICAL, "8"),  /* another queue */
-        [I] = mk("work", STORE_PRIORITY_NORMAL, "9"),     /* due earlier than A */
+        [H] = mk("other", STORE_PRIORITY_CRITICAL, "8"), /* another queue */
+        [I] = mk("work", STORE_PRIORITY_NORMAL, "9"),    /* due earlier than A */
     };
     for (int i = 0; i < N; i++)
         t[i].run_at = now - 1000;
@@ -395,23 +400,27 @@ static void test_fetch_ready_order(void **state) {
     t[I].run_at = now - 5000;
     assert_int_equal(insert(f, t, N), N);
 
-    store_op op = {.kind = STORE_OP_FETCH_READY, .fetch = {.queue = "work", .now = now, .limit = 100}};
+    store_op op = {.kind = STORE_OP_FETCH_READY,
+                   .fetch = {.queue = "work", .now = now, .limit = 100}};
     assert_int_equal(run_op(f, &op), 7);
     /* Strict priority; FIFO (run_at, then id) within one; F not yet due. */
-    expect_order(op.fetch.ret_tasks, op.fetch.ret_n, (store_task *[]){&t[C], &t[E], &t[I], &t[A], &t[D], &t[B], &t[G]}, 7);
+    expect_order(op.fetch.ret_tasks, op.fetch.ret_n,
+                 (store_task *[]){&t[C], &t[E], &t[I], &t[A], &t[D], &t[B], &t[G]}, 7);
     assert_string_equal(op.fetch.ret_tasks[0].payload, "3");
     store_op_clear(&op);
 
     /* A limit; then F once it is due. */
-    op = (store_op){.kind = STORE_OP_FETCH_READY, .fetch = {.queue = "work", .now = now + 60000, .limit = 3}};
+    op = (store_op){.kind = STORE_OP_FETCH_READY,
+                    .fetch = {.queue = "work", .now = now + 60000, .limit = 3}};
     assert_int_equal(run_op(f, &op), 3);
     expect_order(op.fetch.ret_tasks, op.fetch.ret_n, (store_task *[]){&t[C], &t[F], &t[E]}, 3);
     store_op_clear(&op);
 
     /* Excluding what the caller holds. */
     const char *held[] = {t[C].id, t[I].id, t[E].id};
-    op = (store_op){.kind = STORE_OP_FETCH_READY,
-                    .fetch = {.queue = "work", .now = now, .limit = 3, .exclude = held, .n_exclude = 3}};
+    op = (store_op){
+        .kind = STORE_OP_FETCH_READY,
+        .fetch = {.queue = "work", .now = now, .limit = 3, .exclude = held, .n_exclude = 3}};
     assert_int_equal(run_op(f, &op), 3);
     expect_order(op.fetch.ret_tasks, op.fetch.ret_n, (store_task *[]){&t[A], &t[D], &t[B]}, 3);
     store_op_clear(&op);
@@ -419,13 +428,15 @@ static void test_fetch_ready_order(void **state) {
     /* Running and finished tasks are not ready. */
     assert_int_equal(set_state(f, t[C].id, STORE_TASK_RUNNING, 1, 0), 0);
     assert_int_equal(set_state(f, t[E].id, STORE_TASK_DEAD, 3, now), 0);
-    op = (store_op){.kind = STORE_OP_FETCH_READY, .fetch = {.queue = "work", .now = now, .limit = 2}};
+    op = (store_op){.kind = STORE_OP_FETCH_READY,
+                    .fetch = {.queue = "work", .now = now, .limit = 2}};
     assert_int_equal(run_op(f, &op), 2);
     expect_order(op.fetch.ret_tasks, op.fetch.ret_n, (store_task *[]){&t[I], &t[A]}, 2);
     store_op_clear(&op);
 
     /* Unknown queue: nothing. */
-    op = (store_op){.kind = STORE_OP_FETCH_READY, .fetch = {.queue = "nope", .now = now, .limit = 2}};
+    op = (store_op){.kind = STORE_OP_FETCH_READY,
+                    .fetch = {.queue = "nope", .now = now, .limit = 2}};
     assert_int_equal(run_op(f, &op), 0);
     assert_null(op.fetch.ret_tasks);
 
@@ -461,13 +472,16 @@ static void test_update_conflicts(void **state) {
     assert_int_equal(insert(f, &t, 1), 1);
 
     /* pending -> running, expecting version 1. */
-    store_task u = {.state = STORE_TASK_RUNNING, .attempts = 1, .started_at = 111, .lease_until = 222};
+    store_task u = {
+        .state = STORE_TASK_RUNNING, .attempts = 1, .started_at = 111, .lease_until = 222};
     memcpy(u.id, t.id, STORE_ID_SIZE);
     store_op op = {.kind = STORE_OP_UPDATE,
                    .update = {.task = &u,
-                              .fields = STORE_FIELD_STATE | STORE_FIELD_ATTEMPTS | STORE_FIELD_STARTED_AT | STORE_FIELD_LEASE,
+                              .fields = STORE_FIELD_STATE | STORE_FIELD_ATTEMPTS |
+                                        STORE_FIELD_STARTED_AT | STORE_FIELD_LEASE,
                               .expect_version = 1,
-                              .expect_states = STORE_STATE_BIT(STORE_TASK_PENDING) | STORE_STATE_BIT(STORE_TASK_SCHEDULED)}};
+                              .expect_states = STORE_STATE_BIT(STORE_TASK_PENDING) |
+                                               STORE_STATE_BIT(STORE_TASK_SCHEDULED)}};
     assert_int_equal(run_op(f, &op), 0);
     assert_int_equal(op.update.ret_version, 2);
 
@@ -483,19 +497,21 @@ static void test_update_conflicts(void **state) {
     char big[STORE_ERROR_MAX * 2];
     memset(big, 'e', sizeof(big) - 1);
     big[sizeof(big) - 1] = 0;
-    u = (store_task){.state = STORE_TASK_SCHEDULED, .run_at = 999, .last_error = big, .attempts = 77};
+    u = (store_task){
+        .state = STORE_TASK_SCHEDULED, .run_at = 999, .last_error = big, .attempts = 77};
     memcpy(u.id, t.id, STORE_ID_SIZE);
-    op = (store_op){.kind = STORE_OP_UPDATE,
-                    .update = {.task = &u,
-                               .fields = STORE_FIELD_STATE | STORE_FIELD_RUN_AT | STORE_FIELD_LAST_ERROR,
-                               .expect_version = 2,
-                               .expect_states = STORE_STATE_BIT(STORE_TASK_RUNNING)}};
+    op = (store_op){
+        .kind = STORE_OP_UPDATE,
+        .update = {.task = &u,
+                   .fields = STORE_FIELD_STATE | STORE_FIELD_RUN_AT | STORE_FIELD_LAST_ERROR,
+                   .expect_version = 2,
+                   .expect_states = STORE_STATE_BIT(STORE_TASK_RUNNING)}};
     assert_int_equal(run_op(f, &op), 0);
     assert_int_equal(op.update.ret_version, 3);
     store_task *g = get(f, t.id);
     assert_int_equal(g->state, STORE_TASK_SCHEDULED);
     assert_int_equal(g->run_at, 999);
-    assert_int_equal(g->attempts, 1);       /* not in fields */
+    assert_int_equal(g->attempts, 1); /* not in fields */
     assert_int_equal(g->started_at, 111);
     assert_int_equal(g->lease_until, 222);
     assert_int_equal(strlen(g->last_error), STORE_ERROR_MAX);
@@ -537,7 +553,9 @@ static void test_list_paging(void **state) {
     struct {
         const char *queue;
         int state;
-    } filters[] = {{NULL, -1}, {"a", -1}, {"b", -1}, {NULL, STORE_TASK_DEAD}, {"a", STORE_TASK_PENDING}, {"zz", -1}};
+    } filters[] = {
+        {NULL, -1}, {"a", -1}, {"b", -1}, {NULL, STORE_TASK_DEAD}, {"a", STORE_TASK_PENDING},
+        {"zz", -1}};
     for (size_t k = 0; k < sizeof(filters) / sizeof(filters[0]); k++) {
         /* Expected: newest first among the matching ones. */
         int want[N], nwant = 0;
@@ -545,7 +563,8 @@ static void test_list_paging(void **state) {
             bool dead = i % 3 == 0;
             if (filters[k].queue && strcmp(filters[k].queue, t[i].queue) != 0)
                 continue;
-            if (filters[k].state >= 0 && filters[k].state != (dead ? STORE_TASK_DEAD : STORE_TASK_PENDING))
+            if (filters[k].state >= 0 &&
+                filters[k].state != (dead ? STORE_TASK_DEAD : STORE_TASK_PENDING))
                 continue;
             want[nwant++] = i;
         }
@@ -553,7 +572,10 @@ static void test_list_paging(void **state) {
         int seen = 0, pages = 0;
         do {
             store_op op = {.kind = STORE_OP_LIST,
-                           .list = {.queue = filters[k].queue, .state = filters[k].state, .limit = 4, .cursor = cursor}};
+                           .list = {.queue = filters[k].queue,
+                                    .state = filters[k].state,
+                                    .limit = 4,
+                                    .cursor = cursor}};
             int r = run_op(f, &op);
             assert_true(r >= 0 && r <= 4);
             for (int i = 0; i < r; i++, seen++) {
@@ -606,7 +628,8 @@ static void test_counts(void **state) {
 
 static void test_dead_letters(void **state) {
     fx *f = *state;
-    store_task t[5] = {mk("q", 0, "{}"), mk("q", 1, "{}"), mk("q", 2, "{}"), mk("q", 3, "{}"), mk("r", 0, "{}")};
+    store_task t[5] = {mk("q", 0, "{}"), mk("q", 1, "{}"), mk("q", 2, "{}"), mk("q", 3, "{}"),
+                       mk("r", 0, "{}")};
     assert_int_equal(insert(f, t, 5), 5);
     for (int i = 0; i < 5; i++)
         if (i != 2)
@@ -686,7 +709,8 @@ static void make_crash_state(fx *f, store_task t[10]) {
     for (int i = 4; i < 10; i++)
         t[i].priority = STORE_PRIORITY_LOW;
     assert_int_equal(insert(f, t, 10), 10);
-    store_op op = {.kind = STORE_OP_CLAIM, .claim = {.queue = "work", .now = now_wall_ms(), .limit = 4}};
+    store_op op = {.kind = STORE_OP_CLAIM,
+                   .claim = {.queue = "work", .now = now_wall_ms(), .limit = 4}};
     assert_int_equal(run_op(f, &op), 4);
     store_op_clear(&op);
 }
@@ -720,7 +744,8 @@ static void check_recovered(fx *f, store *s, store_task t[10]) {
     op = (store_op){.kind = STORE_OP_RECOVER};
     assert_int_equal(run_on(f, s, &op), 0);
     /* The requeued tasks are dispatched again, before the low ones. */
-    op = (store_op){.kind = STORE_OP_FETCH_READY, .fetch = {.queue = "work", .now = now_wall_ms(), .limit = 3}};
+    op = (store_op){.kind = STORE_OP_FETCH_READY,
+                    .fetch = {.queue = "work", .now = now_wall_ms(), .limit = 3}};
     assert_int_equal(run_on(f, s, &op), 3);
     for (int i = 0; i < 3; i++)
         assert_int_equal(op.fetch.ret_tasks[i].priority, STORE_PRIORITY_HIGH);
@@ -822,7 +847,8 @@ static void test_recover_after_sigkill(void **state) {
             t[i].priority = STORE_PRIORITY_LOW;
         if (insert(&c, t, 10) != 10)
             _exit(3);
-        store_op op = {.kind = STORE_OP_CLAIM, .claim = {.queue = "work", .now = now_wall_ms(), .limit = 4}};
+        store_op op = {.kind = STORE_OP_CLAIM,
+                       .claim = {.queue = "work", .now = now_wall_ms(), .limit = 4}};
         if (run_op(&c, &op) != 4)
             _exit(4);
         /* Tell the parent the ids, then die with the store open and its
@@ -878,7 +904,9 @@ static void group_begin(fx *f, group *g, const char *db_dir, const char *barrier
     store_get_stats(f->s, &st);
     uint64_t groups = st.groups;
     memcpy(g->barrier.id, barrier_id, STORE_ID_SIZE);
-    g->barrier_op = (store_op){.kind = STORE_OP_UPDATE, .done = on_done, .userdata = &g->barrier_w,
+    g->barrier_op = (store_op){.kind = STORE_OP_UPDATE,
+                               .done = on_done,
+                               .userdata = &g->barrier_w,
                                .update = {.task = &g->barrier, .fields = 0}};
     assert_int_equal(store_submit(f->s, &g->barrier_op), 0);
     for (int i = 0; i < 5000; i++) {
@@ -980,6 +1008,35 @@ static void test_fault_injection(void **state) {
     }
 }
 
+/* TEND_STORE_FAULT arms a fault at open: integration tests of a whole
+ * tend use it to see a submission answered 503. */
+static void test_fault_env(void **state) {
+    fx *f = *state;
+    char dir[PATH_MAX + 8];
+    snprintf(dir, sizeof(dir), "%s/env", f->dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    store *s2;
+    setenv("TEND_STORE_FAULT", "insert:ENOSPC:1", 1);
+    int r = open_store(f, dir, &s2);
+    unsetenv("TEND_STORE_FAULT");
+    assert_int_equal(r, 0);
+    store_task t[3] = {mk("q", 0, "1"), mk("q", 0, "2"), mk("q", 0, "3")};
+    assert_int_equal(insert_on(f, s2, &t[0], 1), 1);       /* let through */
+    assert_int_equal(insert_on(f, s2, &t[1], 1), -ENOSPC); /* fails */
+    assert_int_equal(insert_on(f, s2, &t[2], 1), 1);       /* disarmed */
+    assert_null(get_on(f, s2, t[1].id));
+    close_store(f, s2);
+
+    setenv("TEND_STORE_FAULT", "insert:EPERM", 1);
+    store_config cfg = {.backend = f->kind, .state_dir = dir};
+    char *msg = NULL;
+    assert_int_equal(store_open(&f->loop, &cfg, &s2, &msg), -EINVAL);
+    unsetenv("TEND_STORE_FAULT");
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, "TEND_STORE_FAULT"));
+    free(msg);
+}
+
 static int inserted_ok;
 
 static void on_insert_done(store_op *op, int result) {
@@ -1000,7 +1057,8 @@ static void test_group_commit(void **state) {
         store_task *t = malloc(sizeof(*t));
         assert_true(op && t);
         *t = mk("bulk", i % STORE_PRIORITY_MAX, "{\"i\":1}");
-        *op = (store_op){.kind = STORE_OP_INSERT, .done = on_insert_done, .insert = {.tasks = t, .n = 1}};
+        *op = (store_op){
+            .kind = STORE_OP_INSERT, .done = on_insert_done, .insert = {.tasks = t, .n = 1}};
         assert_int_equal(store_submit(f->s, op), 0);
     }
     while (inserted_ok < N) {
@@ -1013,7 +1071,8 @@ static void test_group_commit(void **state) {
     store_get_stats(f->s, &after);
     uint64_t commits = after.commits - before.commits;
     print_message("    %s: %d single-task inserts in %llu transactions (largest group %llu ops)\n",
-                  store_backend_name(f->s), N, (unsigned long long)commits, (unsigned long long)after.max_group);
+                  store_backend_name(f->s), N, (unsigned long long)commits,
+                  (unsigned long long)after.max_group);
     assert_true(commits >= 1);
     assert_true(commits <= N / 10);
     assert_int_equal(after.tasks_inserted - before.tasks_inserted, N);
@@ -1028,7 +1087,8 @@ static void test_group_commit(void **state) {
         store_task *t = malloc(sizeof(*t));
         assert_true(op && t);
         *t = mk("bulk", 0, "{}");
-        *op = (store_op){.kind = STORE_OP_INSERT, .done = on_insert_done, .insert = {.tasks = t, .n = 1}};
+        *op = (store_op){
+            .kind = STORE_OP_INSERT, .done = on_insert_done, .insert = {.tasks = t, .n = 1}};
         assert_int_equal(store_submit(f->s, op), 0);
         if (i % 100 == 99)
             uv_run(&f->loop, UV_RUN_NOWAIT);
@@ -1060,7 +1120,9 @@ static void test_close_flushes(void **state) {
     closed_ok = 0;
     for (int i = 0; i < 100; i++) {
         t[i] = mk("flush", 0, "{}");
-        ops[i] = (store_op){.kind = STORE_OP_INSERT, .done = on_close_done, .userdata = f->s,
+        ops[i] = (store_op){.kind = STORE_OP_INSERT,
+                            .done = on_close_done,
+                            .userdata = f->s,
                             .insert = {.tasks = &t[i], .n = 1}};
         assert_int_equal(store_submit(f->s, &ops[i]), 0);
     }
@@ -1100,11 +1162,13 @@ static void test_sqlite_schema(void **state) {
     assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
     sqlite3_finalize(st);
     /* Dispatch is an index range scan, never a sort. */
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "EXPLAIN QUERY PLAN SELECT id FROM tasks WHERE queue = 'q' AND state IN (0, 1)"
-                                        " AND priority = 0 AND run_at <= 5 ORDER BY run_at, id",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(
+            db,
+            "EXPLAIN QUERY PLAN SELECT id FROM tasks WHERE queue = 'q' AND state IN (0, 1)"
+            " AND priority = 0 AND run_at <= 5 ORDER BY run_at, id",
+            -1, &st, NULL),
+        SQLITE_OK);
     char plan[1024] = "";
     while (sqlite3_step(st) == SQLITE_ROW)
         strncat(plan, (const char *)sqlite3_column_text(st, 3), sizeof(plan) - strlen(plan) - 2);
@@ -1123,7 +1187,6 @@ static void test_sqlite_schema(void **state) {
     assert_non_null(msg);
     assert_non_null(strstr(msg, "schema version 99"));
     free(msg);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
 
     /* A missing directory names the file. */
     cfg.state_dir = "/nonexistent/dir";
@@ -1133,7 +1196,8 @@ static void test_sqlite_schema(void **state) {
 }
 
 /* Each test once per backend, named after it. */
-#define ON(fn, b) {#fn "/" #b, fn, setup, teardown, (void *)&backend_##b}
+#define ON(fn, b) \
+    { #fn "/" #b, fn, setup, teardown, (void *)&backend_##b }
 #define BOTH(fn) ON(fn, sqlite), ON(fn, memory)
 #define SQLITE_ONLY(fn) ON(fn, sqlite)
 
@@ -1153,6 +1217,7 @@ int main(void) {
         SQLITE_ONLY(test_recover_crash_image),
         SQLITE_ONLY(test_recover_after_sigkill),
         BOTH(test_fault_injection),
+        BOTH(test_fault_env),
         BOTH(test_group_commit),
         BOTH(test_close_flushes),
         SQLITE_ONLY(test_sqlite_schema),
