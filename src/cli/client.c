@@ -1,7 +1,7 @@
 /* client.c - see client.h. */
 #include "client.h"
 
-#include <curl/curl.h>
+#include "curl-api.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -68,42 +68,45 @@ static size_t collect(char *ptr, size_t size, size_t nmemb, void *data) {
     return n;
 }
 
+/* libcurl, loaded on the first request (see curl-api.h). */
+static const curl_api *C;
+
 static CURL *prepare(client *c, const char *method, const char *path, const char *body, struct curl_slist **hdrs) {
-    static bool init;
-    if (!init) {
-        curl_global_init(CURL_GLOBAL_DEFAULT);
-        init = true;
+    const char *why = NULL;
+    if (!C && !(C = curl_api_get(&why))) {
+        fprintf(stderr, "tend: cannot load libcurl: %s\n", why);
+        return NULL;
     }
-    CURL *e = curl_easy_init();
+    CURL *e = C->easy_init();
     if (!e)
         return NULL;
     char *url;
     if (asprintf(&url, "%s%s", c->url, path) < 0) {
-        curl_easy_cleanup(e);
+        C->easy_cleanup(e);
         return NULL;
     }
-    curl_easy_setopt(e, CURLOPT_URL, url);
+    C->easy_setopt(e, CURLOPT_URL, url);
     free(url);
     if (c->socket_path)
-        curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, c->socket_path);
-    curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-    *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+        C->easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, c->socket_path);
+    C->easy_setopt(e, CURLOPT_NOPROXY, "*");
+    C->easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    C->easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    *hdrs = C->slist_append(NULL, "Content-Type: application/json");
     if (c->token) {
         char *h;
         if (asprintf(&h, "Authorization: Bearer %s", c->token) >= 0) {
-            *hdrs = curl_slist_append(*hdrs, h);
+            *hdrs = C->slist_append(*hdrs, h);
             free(h);
         }
     }
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, *hdrs);
+    C->easy_setopt(e, CURLOPT_HTTPHEADER, *hdrs);
     if (body) {
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+        C->easy_setopt(e, CURLOPT_POSTFIELDS, body);
+        C->easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
     } else if (strcmp(method, "POST") == 0) {
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 0L);
+        C->easy_setopt(e, CURLOPT_POSTFIELDS, "");
+        C->easy_setopt(e, CURLOPT_POSTFIELDSIZE, 0L);
     }
     return e;
 }
@@ -111,9 +114,9 @@ static CURL *prepare(client *c, const char *method, const char *path, const char
 static int unreachable(client *c, CURLcode code) {
     if (c->socket_path)
         fprintf(stderr, "tend: no running instance reachable at %s (%s); start one with `tend up`\n",
-                c->socket_path, curl_easy_strerror(code));
+                c->socket_path, C->easy_strerror(code));
     else
-        fprintf(stderr, "tend: no running instance reachable at %s (%s)\n", c->url, curl_easy_strerror(code));
+        fprintf(stderr, "tend: no running instance reachable at %s (%s)\n", c->url, C->easy_strerror(code));
     return EXIT_UNREACHABLE;
 }
 
@@ -123,20 +126,20 @@ int client_request(client *c, const char *method, const char *path, const char *
     CURL *e = prepare(c, method, path, body, &hdrs);
     if (!e)
         return EXIT_RUNTIME;
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, ret);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->timeout_ms);
-    CURLcode code = curl_easy_perform(e);
+    C->easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+    C->easy_setopt(e, CURLOPT_WRITEDATA, ret);
+    C->easy_setopt(e, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    CURLcode code = C->easy_perform(e);
     int r = 0;
     if (code != CURLE_OK) {
         r = unreachable(c, code);
     } else {
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &ret->status);
+        C->easy_getinfo(e, CURLINFO_RESPONSE_CODE, &ret->status);
         if (ret->body)
             ret->json = json_loadb(ret->body, ret->len, JSON_DECODE_ANY, NULL);
     }
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(e);
+    C->slist_free_all(hdrs);
+    C->easy_cleanup(e);
     if (r != 0)
         client_response_free(ret);
     return r;
@@ -147,13 +150,13 @@ int client_stream(client *c, const char *path, size_t (*cb)(char *, size_t, size
     CURL *e = prepare(c, "GET", path, NULL, &hdrs);
     if (!e)
         return EXIT_RUNTIME;
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, cb);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, data);
-    CURLcode code = curl_easy_perform(e);
+    C->easy_setopt(e, CURLOPT_WRITEFUNCTION, cb);
+    C->easy_setopt(e, CURLOPT_WRITEDATA, data);
+    CURLcode code = C->easy_perform(e);
     long status = 0;
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(e);
+    C->easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    C->slist_free_all(hdrs);
+    C->easy_cleanup(e);
     if (code == CURLE_COULDNT_CONNECT || (code != CURLE_OK && status == 0 && code != CURLE_WRITE_ERROR &&
                                           code != CURLE_PARTIAL_FILE && code != CURLE_RECV_ERROR))
         return unreachable(c, code);

@@ -5,7 +5,7 @@
  */
 #include "http-client.h"
 
-#include <curl/curl.h>
+#include "curl-api.h"
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -13,6 +13,10 @@
 #include <strings.h>
 #include <stdio.h>
 #include <time.h>
+
+/* libcurl, loaded by the first http_client_new(); every other function
+ * runs with a client, so after that. */
+static const curl_api *C;
 
 struct http_client {
     uv_loop_t *loop;
@@ -55,7 +59,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     if (events & UV_WRITABLE)
         flags |= CURL_CSELECT_OUT;
     http_client *c = sc->client;
-    curl_multi_socket_action(c->multi, sc->fd, flags, &running);
+    C->multi_socket_action(c->multi, sc->fd, flags, &running);
     check_done(c);
 }
 
@@ -66,7 +70,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int action, void *userp, void 
         if (sc) {
             uv_poll_stop(&sc->poll);
             uv_close((uv_handle_t *)&sc->poll, on_sock_close);
-            curl_multi_assign(c->multi, s, NULL);
+            C->multi_assign(c->multi, s, NULL);
         }
         return 0;
     }
@@ -81,7 +85,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int action, void *userp, void 
             return -1;
         }
         sc->poll.data = sc;
-        curl_multi_assign(c->multi, s, sc);
+        C->multi_assign(c->multi, s, sc);
     }
     int events = 0;
     if (action == CURL_POLL_IN || action == CURL_POLL_INOUT)
@@ -95,7 +99,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int action, void *userp, void 
 static void on_timeout(uv_timer_t *t) {
     http_client *c = t->data;
     int running;
-    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    C->multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     check_done(c);
 }
 
@@ -138,7 +142,7 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata) {
             r->retry_after_s = v;
         else {
             /* An HTTP date. */
-            time_t t = curl_getdate(tmp, NULL);
+            time_t t = C->getdate(tmp, NULL);
             if (t > 0) {
                 double d = difftime(t, time(NULL));
                 r->retry_after_s = d > 0 ? d : 0;
@@ -159,9 +163,9 @@ static void unlink_req(http_req *r) {
 }
 
 static void req_free(http_req *r) {
-    curl_multi_remove_handle(r->client->multi, r->easy);
-    curl_easy_cleanup(r->easy);
-    curl_slist_free_all(r->headers);
+    C->multi_remove_handle(r->client->multi, r->easy);
+    C->easy_cleanup(r->easy);
+    C->slist_free_all(r->headers);
     free(r->body_out);
     free(r->buf);
     free(r);
@@ -170,19 +174,19 @@ static void req_free(http_req *r) {
 static void check_done(http_client *c) {
     CURLMsg *msg;
     int left;
-    while ((msg = curl_multi_info_read(c->multi, &left))) {
+    while ((msg = C->multi_info_read(c->multi, &left))) {
         if (msg->msg != CURLMSG_DONE)
             continue;
         http_req *r = NULL;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+        C->easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
         if (!r)
             continue;
         http_result res = {.curl_code = msg->data.result, .retry_after_s = r->retry_after_s};
         if (res.curl_code != CURLE_OK)
-            res.error = curl_easy_strerror(msg->data.result);
-        curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
+            res.error = C->easy_strerror(msg->data.result);
+        C->easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
         double t = 0;
-        curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME, &t);
+        C->easy_getinfo(r->easy, CURLINFO_TOTAL_TIME, &t);
         res.total_ms = t * 1000.0;
         res.body = r->buf;
         res.body_len = r->len;
@@ -190,7 +194,7 @@ static void check_done(http_client *c) {
         http_done_cb cb = r->cb;
         void *data = r->data;
         /* Remove before the callback: it may start a new request. */
-        curl_multi_remove_handle(c->multi, r->easy);
+        C->multi_remove_handle(c->multi, r->easy);
         if (cb)
             cb(data, &res);
         req_free(r);
@@ -198,34 +202,30 @@ static void check_done(http_client *c) {
 }
 
 int http_client_new(uv_loop_t *loop, http_client **ret) {
-    static bool global_done;
-    if (!global_done) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-            return -EIO;
-        global_done = true;
-    }
+    if (!C && !(C = curl_api_get(NULL)))
+        return -ENOPKG;
     http_client *c = calloc(1, sizeof(*c));
     if (!c)
         return -ENOMEM;
     c->loop = loop;
-    c->multi = curl_multi_init();
+    c->multi = C->multi_init();
     if (!c->multi) {
         free(c);
         return -ENOMEM;
     }
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    C->multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    C->multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+    C->multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    C->multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
     *ret = c;
     return 0;
 }
 
 static void on_client_timer_close(uv_handle_t *h) {
     http_client *c = h->data;
-    curl_multi_cleanup(c->multi);
+    C->multi_cleanup(c->multi);
     free(c);
 }
 
@@ -250,23 +250,23 @@ int http_request(http_client *c, const http_req_opts *o, http_done_cb cb, void *
     r->data = data;
     r->retry_after_s = -1;
     r->buf = malloc(HTTP_MAX_BODY + 1);
-    r->easy = curl_easy_init();
+    r->easy = C->easy_init();
     if (!r->buf || !r->easy)
         goto oom;
     r->buf[0] = '\0';
     CURL *e = r->easy;
-    curl_easy_setopt(e, CURLOPT_URL, o->url);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "tend/" "0.1");
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    C->easy_setopt(e, CURLOPT_URL, o->url);
+    C->easy_setopt(e, CURLOPT_PRIVATE, r);
+    C->easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    C->easy_setopt(e, CURLOPT_NOPROXY, "*");
+    C->easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    C->easy_setopt(e, CURLOPT_WRITEDATA, r);
+    C->easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    C->easy_setopt(e, CURLOPT_HEADERDATA, r);
+    C->easy_setopt(e, CURLOPT_USERAGENT, "tend/" "0.1");
+    C->easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     if (o->timeout_ms > 0)
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)o->timeout_ms);
+        C->easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)o->timeout_ms);
     if (o->method && strcmp(o->method, "POST") == 0) {
         r->body_out = malloc(o->body_len + 1);
         if (!r->body_out)
@@ -274,17 +274,17 @@ int http_request(http_client *c, const http_req_opts *o, http_done_cb cb, void *
         if (o->body_len)
             memcpy(r->body_out, o->body, o->body_len);
         r->body_out[o->body_len] = '\0';
-        curl_easy_setopt(e, CURLOPT_POST, 1L);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body_out);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
+        C->easy_setopt(e, CURLOPT_POST, 1L);
+        C->easy_setopt(e, CURLOPT_POSTFIELDS, r->body_out);
+        C->easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
         char hdr[256];
         snprintf(hdr, sizeof(hdr), "Content-Type: %s", o->content_type ? o->content_type : "application/json");
-        r->headers = curl_slist_append(NULL, hdr);
+        r->headers = C->slist_append(NULL, hdr);
         if (!r->headers)
             goto oom;
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+        C->easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
     }
-    if (curl_multi_add_handle(c->multi, e) != CURLM_OK)
+    if (C->multi_add_handle(c->multi, e) != CURLM_OK)
         goto oom;
     r->next = c->reqs;
     if (c->reqs)
@@ -295,8 +295,8 @@ int http_request(http_client *c, const http_req_opts *o, http_done_cb cb, void *
     return 0;
 oom:
     if (r->easy)
-        curl_easy_cleanup(r->easy);
-    curl_slist_free_all(r->headers);
+        C->easy_cleanup(r->easy);
+    C->slist_free_all(r->headers);
     free(r->body_out);
     free(r->buf);
     free(r);

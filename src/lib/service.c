@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -478,6 +479,10 @@ static pid_t notify_pgid(void *data) {
 
 /* ---- process ---- */
 
+typedef struct exec_watch exec_watch;
+static bool exec_watch_check(exec_watch *w);
+static void exec_watch_close(exec_watch *w);
+
 static void on_output(void *data, const char *line, size_t len) {
     service *s = data;
     if (!line) {
@@ -513,6 +518,22 @@ static void on_main_exit(void *data, pid_t pid, int status) {
     char desc[96];
     if (status < 0)
         return; /* the reaper is closing at teardown */
+    /* The exec's outcome is certain now (the child is gone). */
+    if (s->exec_watch)
+        (void)exec_watch_check(s->exec_watch);
+    if (s->exec_failed) {
+        s->exec_failed = false;
+        s->pid = 0;
+        s->last_exit_status = status;
+        s->last_exit_wall_ms = now_wall_ms();
+        stop_monitors(s);
+        if (s->pgid > 0)
+            guard_remove(&s->sup->guard, s->pgid);
+        s->pgid = 0;
+        logf_svc(s, LOG_ERR, "cannot start: %s", s->last_error);
+        service_dispatch(s, s->state == SVC_STARTING ? EV_SPAWN_FAILED : EV_EXIT_FAILED, s->last_error);
+        return;
+    }
     describe_status(status, desc, sizeof(desc));
     s->pid = 0;
     s->last_exit_status = status;
@@ -599,6 +620,54 @@ static void on_main_exit(void *data, pid_t pid, int status) {
     service_dispatch(s, ev, desc);
 }
 
+/* ---- the exec watch: tells "exec succeeded" (end-of-file) from "exec
+ * failed" (an errno) without the loop ever waiting for the child ---- */
+
+struct exec_watch {
+    uv_poll_t poll;
+    int fd;
+    service *s;             /* NULL once the service moved on */
+};
+
+static void exec_confirmed(service *s);
+
+static void on_exec_watch_closed(uv_handle_t *h) {
+    exec_watch *w = h->data;
+    close(w->fd);
+    free(w);
+}
+
+static void exec_watch_close(exec_watch *w) {
+    if (w->s && w->s->exec_watch == w)
+        w->s->exec_watch = NULL;
+    w->s = NULL;
+    uv_poll_stop(&w->poll);
+    uv_close((uv_handle_t *)&w->poll, on_exec_watch_closed);
+}
+
+/* Reads the outcome; returns true once it is known (and closes). */
+static bool exec_watch_check(exec_watch *w) {
+    const char *step = "exec";
+    int r = spawn_read_exec_error(w->fd, &step);
+    if (r == -EAGAIN)
+        return false;
+    service *s = w->s;
+    exec_watch_close(w);
+    if (!s)
+        return true;
+    if (r > 0) {
+        snprintf(s->last_error, sizeof(s->last_error), "%s %s: %s", step, s->spec->argv[0], strerror(r));
+        s->exec_failed = true;
+    } else {
+        exec_confirmed(s);
+    }
+    return true;
+}
+
+static void on_exec_watch(uv_poll_t *p, int status, int events) {
+    exec_watch_check(p->data);
+}
+
 static int spawn_main(service *s, char *err, size_t errlen) {
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0) {
@@ -611,15 +680,30 @@ static int spawn_main(service *s, char *err, size_t errlen) {
         .has_user = s->has_user, .uid = s->uid, .gid = s->gid, .user = s->spec->user,
         .rlimit_as = s->spec->resources.memory_max, .rlimit_nofile = s->spec->resources.nofile,
     };
-    const char *step = "spawn";
     pid_t pid;
-    int r = spawn_process(&o, &pid, &step);
+    int errfd;
+    int r = spawn_process_nowait(&o, &pid, &errfd);
     close(pipefd[1]);
     if (r < 0) {
         close(pipefd[0]);
-        snprintf(err, errlen, "%s %s: %s", step, s->spec->argv[0], strerror(-r));
+        snprintf(err, errlen, "fork %s: %s", s->spec->argv[0], strerror(-r));
         return r;
     }
+    exec_watch *w = calloc(1, sizeof(*w));
+    if (!w || uv_poll_init(s->sup->loop, &w->poll, errfd) < 0) {
+        /* Cannot watch it: learn the outcome the blocking way. */
+        free(w);
+        w = NULL;
+        struct pollfd pf = {.fd = errfd, .events = POLLIN};
+        while (poll(&pf, 1, -1) < 0 && errno == EINTR)
+            ;
+    } else {
+        w->fd = errfd;
+        w->s = s;
+        w->poll.data = w;
+        uv_poll_start(&w->poll, UV_READABLE, on_exec_watch);
+    }
+    s->exec_failed = false;
     guard_add(&s->sup->guard, pid);
     r = reaper_watch(&s->sup->reaper, pid, on_main_exit, s);
     if (r < 0) {
@@ -629,6 +713,18 @@ static int spawn_main(service *s, char *err, size_t errlen) {
         return r;
     }
     s->pid = s->pgid = pid;
+    s->exec_watch = w;
+    if (!w) {
+        const char *step = "exec";
+        int e = spawn_read_exec_error(errfd, &step);
+        close(errfd);
+        if (e > 0) {
+            snprintf(s->last_error, sizeof(s->last_error), "%s %s: %s", step, s->spec->argv[0], strerror(e));
+            s->exec_failed = true;
+        } else {
+            s->exec_pending_confirm = true; /* confirmed once the state is entered */
+        }
+    }
     if (s->out)
         output_stream_detach(s->out);
     s->out = NULL;
@@ -661,17 +757,27 @@ static void enter_starting(service *s, service_state from) {
     }
     int64_t now = now_mono_ms();
     s->spawn_ms = now;
-    if (!s->spawned_once) {
+    if (!s->spawned_once)
         s->first_spawn_ms = now;
-        s->spawned_once = true;
-    }
     logf_svc(s, LOG_INFO, "spawned pid %d", (int)s->pid);
     if (s->spec->watchdog_ms > 0)
         uv_timer_start(&s->watchdog, on_watchdog, (uint64_t)s->spec->watchdog_ms, 0);
     if (s->spec->has_live)
         uv_timer_start(&s->live_timer, on_live_timer, (uint64_t)MAX(s->spec->live.initial_delay_ms, 0), 0);
-    /* The supervisor learns "started" now; stages follow. */
     supervisor_on_state(s->sup, s, from, NULL);
+    if (s->exec_pending_confirm && s->state == SVC_STARTING) {
+        s->exec_pending_confirm = false;
+        exec_confirmed(s);
+    }
+}
+
+/* The exec succeeded: the service is "started" (dependents waiting for
+ * that may go), and its readiness stages begin. */
+static void exec_confirmed(service *s) {
+    if (s->state != SVC_STARTING || s->pid <= 0)
+        return;
+    s->spawned_once = true;
+    supervisor_reevaluate(s->sup, s);
     if (s->state == SVC_STARTING)
         begin_stage(s);
 }
@@ -884,6 +990,8 @@ void service_close(service *s) {
     if (s->out)
         output_stream_detach(s->out);
     s->out = NULL;
+    if (s->exec_watch)
+        exec_watch_close(s->exec_watch);
     notify_socket_close(s->notify);
     s->notify = NULL;
 }

@@ -10,7 +10,10 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
+#include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "fdutil.h"
@@ -21,123 +24,203 @@ extern char **environ;
 
 enum {
     STEP_NONE, STEP_SETPGID, STEP_PDEATHSIG, STEP_DUP, STEP_RLIMIT, STEP_CHDIR,
-    STEP_SETGID, STEP_INITGROUPS, STEP_SETUID, STEP_EXEC,
+    STEP_SETGID, STEP_SETGROUPS, STEP_SETUID, STEP_EXEC,
 };
 static const char *const step_names[] = {
-    "", "setpgid", "prctl", "dup2", "setrlimit", "chdir", "setgid", "initgroups", "setuid", "exec",
+    "", "setpgid", "prctl", "dup2", "setrlimit", "chdir", "setgid", "setgroups", "setuid", "exec",
 };
 
-/* Only async-signal-safe calls between fork and exec. */
-static void child_fail(int fd, int step) {
-    int msg[2] = {step, errno};
-    (void)!write(fd, msg, sizeof(msg));
+/*
+ * The child runs in tend's address space (CLONE_VM | CLONE_VFORK, as
+ * glibc's posix_spawn does) on a stack of its own, until it execs: no page
+ * tables are copied, and the parent resumes the moment exec has replaced
+ * the child (or it failed).  So: only system calls here, no malloc, no
+ * locks, nothing written but the result fields of `args`.
+ */
+typedef struct child_args {
+    const spawn_opts *o;
+    pid_t parent;
+    const gid_t *groups;
+    int ngroups;
+    int errfd;              /* fork mode: failures are written here */
+    int step;               /* vfork mode: written by the child on failure */
+    int err;
+} child_args;
+
+static void child_fail(child_args *a, int step) {
+    a->err = errno;
+    a->step = step;
+    if (a->errfd >= 0) {
+        int msg[2] = {step, a->err};
+        (void)!write(a->errfd, msg, sizeof(msg));
+    }
     _exit(127);
 }
 
-static void child(const spawn_opts *o, int errfd, pid_t parent) {
+static int child_main(void *arg) {
+    child_args *a = arg;
+    const spawn_opts *o = a->o;
     if (setpgid(0, 0) < 0)
-        child_fail(errfd, STEP_SETPGID);
+        child_fail(a, STEP_SETPGID);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-        child_fail(errfd, STEP_PDEATHSIG);
-    /* The parent may have died between fork and prctl. */
-    if (getppid() != parent)
+        child_fail(a, STEP_PDEATHSIG);
+    /* The parent may have died before prctl took effect. */
+    if (getppid() != a->parent)
         _exit(127);
 
-    sigset_t all;
-    sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, NULL);
-    for (int s = 1; s < NSIG; s++)
-        if (s != SIGKILL && s != SIGSTOP)
-            signal(s, SIG_DFL);
+    /* Default dispositions first, then unblock (the parent blocked every
+     * signal around clone, so no tend handler can run in the child). */
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigemptyset(&dfl.sa_mask);
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            (void)sigaction(sig, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
 
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     int out = o->out_fd >= 0 ? o->out_fd : devnull;
     if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
-        child_fail(errfd, STEP_DUP);
-    /* Keep errfd (close-on-exec) above 2 while closing the rest. */
-    if (errfd < 3) {
-        int e = fcntl(errfd, F_DUPFD_CLOEXEC, 3);
-        if (e < 0)
-            child_fail(errfd, STEP_DUP);
-        errfd = e;
+        child_fail(a, STEP_DUP);
+    if (a->errfd >= 0) {
+        /* Keep the (close-on-exec) error pipe, as fd 3, past the sweep. */
+        if (a->errfd != 3 && dup3(a->errfd, 3, O_CLOEXEC) < 0)
+            child_fail(a, STEP_DUP);
+        a->errfd = 3;
+        close_all_fds(4);
+    } else {
+        close_all_fds(3);
     }
-    if (errfd != 3) {
-        if (dup3(errfd, 3, O_CLOEXEC) < 0)
-            child_fail(errfd, STEP_DUP);
-        errfd = 3;
-    }
-    close_all_fds(4);
 
     if (o->rlimit_as) {
         struct rlimit rl = {o->rlimit_as, o->rlimit_as};
         if (setrlimit(RLIMIT_AS, &rl) < 0)
-            child_fail(errfd, STEP_RLIMIT);
+            child_fail(a, STEP_RLIMIT);
     }
     if (o->rlimit_nofile) {
         struct rlimit rl = {o->rlimit_nofile, o->rlimit_nofile};
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-            child_fail(errfd, STEP_RLIMIT);
+            child_fail(a, STEP_RLIMIT);
     }
     if (o->cwd && chdir(o->cwd) < 0)
-        child_fail(errfd, STEP_CHDIR);
+        child_fail(a, STEP_CHDIR);
     if (o->has_user) {
+        if (setgroups((size_t)a->ngroups, a->groups) < 0)
+            child_fail(a, STEP_SETGROUPS);
         if (setgid(o->gid) < 0)
-            child_fail(errfd, STEP_SETGID);
-        if (initgroups(o->user, o->gid) < 0)
-            child_fail(errfd, STEP_INITGROUPS);
+            child_fail(a, STEP_SETGID);
         if (setuid(o->uid) < 0)
-            child_fail(errfd, STEP_SETUID);
+            child_fail(a, STEP_SETUID);
     }
     execvpe(o->argv[0], o->argv, o->envp);
-    child_fail(errfd, STEP_EXEC);
+    child_fail(a, STEP_EXEC);
+    return 127;
 }
 
+#define SPAWN_STACK (256 * 1024)
+#define SPAWN_MAX_GROUPS 256
+
 int spawn_process(const spawn_opts *o, pid_t *ret_pid, const char **ret_step) {
-    int pipefd[2];
     if (!o->argv || !o->argv[0])
         return -EINVAL;
-    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+    gid_t groups[SPAWN_MAX_GROUPS];
+    int ngroups = SPAWN_MAX_GROUPS;
+    if (o->has_user) {
+        /* Resolved here: NSS lookups allocate, which the child must not. */
+        if (getgrouplist(o->user, o->gid, groups, &ngroups) < 0)
+            ngroups = SPAWN_MAX_GROUPS; /* truncated: the first ones */
+    } else {
+        ngroups = 0;
+    }
+    void *stack = mmap(NULL, SPAWN_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
         if (ret_step)
-            *ret_step = "pipe";
+            *ret_step = "mmap";
         return -errno;
     }
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    child_args a = {.o = o, .parent = getpid(), .groups = groups, .ngroups = ngroups, .errfd = -1};
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int saved_errno = errno;
+    pid_t pid = clone(child_main, (char *)stack + SPAWN_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+    int clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = saved_errno;
+    munmap(stack, SPAWN_STACK);
     if (pid < 0) {
-        int e = errno;
-        close(pipefd[0]);
-        close(pipefd[1]);
         if (ret_step)
-            *ret_step = "fork";
-        return -e;
+            *ret_step = "clone";
+        return -clone_errno;
     }
-    if (pid == 0) {
-        close(pipefd[0]);
-        child(o, pipefd[1], parent);
-    }
-    close(pipefd[1]);
     /* Also set the group from the parent side, closing the race with a
      * killpg() issued before the child ran (as the shells do). */
     (void)setpgid(pid, pid);
-    int msg[2];
-    ssize_t n;
-    do
-        n = read(pipefd[0], msg, sizeof(msg));
-    while (n < 0 && errno == EINTR);
-    close(pipefd[0]);
-    if (n == (ssize_t)sizeof(msg)) {
-        /* The child failed before exec and is exiting with 127: collect
-         * it here (we run on the loop thread, so the reaper cannot race
-         * us) and report its errno. */
+    if (a.step != STEP_NONE) {
+        /* The child failed before exec and has exited with 127: collect it
+         * here (we run on the loop thread, so the reaper cannot race us). */
         int status;
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
             ;
         if (ret_step)
-            *ret_step = (msg[0] > 0 && msg[0] < (int)ELEMENTSOF(step_names)) ? step_names[msg[0]] : "?";
-        return msg[1] > 0 ? -msg[1] : -EIO;
+            *ret_step = a.step < (int)ELEMENTSOF(step_names) ? step_names[a.step] : "?";
+        return a.err > 0 ? -a.err : -EIO;
     }
     *ret_pid = pid;
     return 0;
+}
+
+int spawn_process_nowait(const spawn_opts *o, pid_t *ret_pid, int *ret_errfd) {
+    if (!o->argv || !o->argv[0])
+        return -EINVAL;
+    gid_t groups[SPAWN_MAX_GROUPS];
+    int ngroups = 0;
+    if (o->has_user) {
+        ngroups = SPAWN_MAX_GROUPS;
+        if (getgrouplist(o->user, o->gid, groups, &ngroups) < 0)
+            ngroups = SPAWN_MAX_GROUPS;
+    }
+    int p[2];
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+        return -errno;
+    child_args a = {.o = o, .parent = getpid(), .groups = groups, .ngroups = ngroups, .errfd = p[1]};
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        child_main(&a);
+    }
+    int e = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(p[1]);
+    if (pid < 0) {
+        close(p[0]);
+        return -e;
+    }
+    (void)setpgid(pid, pid);
+    *ret_pid = pid;
+    *ret_errfd = p[0];
+    return 0;
+}
+
+int spawn_read_exec_error(int fd, const char **ret_step) {
+    int msg[2];
+    ssize_t n;
+    do
+        n = read(fd, msg, sizeof(msg));
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return errno == EAGAIN ? -EAGAIN : -errno;
+    if (n == 0)
+        return 0;
+    if (n != (ssize_t)sizeof(msg))
+        return -EIO;
+    if (ret_step)
+        *ret_step = msg[0] > 0 && msg[0] < (int)ELEMENTSOF(step_names) ? step_names[msg[0]] : "?";
+    return msg[1] > 0 ? msg[1] : EIO;
 }
 
 int spawn_lookup_user(const char *user, uid_t *ret_uid, gid_t *ret_gid) {

@@ -36,6 +36,21 @@ typedef struct spawn_opts {
  */
 int spawn_process(const spawn_opts *o, pid_t *ret_pid, const char **ret_step);
 
+/*
+ * The same without waiting for the exec: fork() (the parent never waits
+ * for the child to be scheduled, so a wave of services spawns at once on
+ * a loaded machine), returning at once with the pid and, in *ret_errfd, a
+ * non-blocking pipe that reaches end-of-file when the exec succeeded or
+ * carries the failure (read it with spawn_read_exec_error()).  A failed
+ * child exits 127 and must be reaped by the caller's reaper.
+ */
+int spawn_process_nowait(const spawn_opts *o, pid_t *ret_pid, int *ret_errfd);
+
+/* Reads the outcome from such a pipe: 0 at end-of-file (exec succeeded),
+ * a positive errno (with the step in *ret_step) when it failed, -EAGAIN
+ * when nothing is known yet. */
+int spawn_read_exec_error(int fd, const char **ret_step);
+
 /* Resolves a user name or numeric uid; 0 or -errno (-ESRCH: no user). */
 int spawn_lookup_user(const char *user, uid_t *ret_uid, gid_t *ret_gid);
 

@@ -298,6 +298,18 @@ void supervisor_on_state(supervisor *sup, service *s, service_state from, const 
     check_started(sup);
 }
 
+void supervisor_reevaluate(supervisor *sup, service *s) {
+    if (sup->phase != PHASE_STARTING && sup->phase != PHASE_STARTED)
+        return;
+    const graph *g = sup->graph;
+    for (size_t k = 0; k < g->n_dependents[s->index]; k++) {
+        evaluate(sup, &sup->services[g->dependents[s->index][k]]);
+        if (sup->phase != PHASE_STARTING && sup->phase != PHASE_STARTED)
+            return;
+    }
+    check_started(sup);
+}
+
 /* ---- construction ---- */
 
 static void select_with_deps(supervisor *sup, size_t i) {
@@ -375,7 +387,16 @@ int supervisor_new(uv_loop_t *loop, const tend_config *cfg, char *const *selecte
         goto fail_early;
     }
 
-    if ((r = reaper_init(&sup->reaper, loop)) < 0 || (r = http_client_new(loop, &sup->http)) < 0) {
+    /* libcurl (and the TLS library it initialises) only when some probe
+     * speaks HTTP: it is most of an idle tend's memory otherwise. */
+    bool wants_http = false;
+    for (size_t i = 0; i < cfg->n_services; i++) {
+        const tend_service_spec *sp = &cfg->services[i];
+        wants_http |= sp->has_live && sp->live.kind == TEND_PROBE_HTTP;
+        for (size_t k = 0; k < sp->n_stages; k++)
+            wants_http |= sp->stages[k].probe.kind == TEND_PROBE_HTTP;
+    }
+    if ((r = reaper_init(&sup->reaper, loop)) < 0 || (wants_http && (r = http_client_new(loop, &sup->http)) < 0)) {
         snprintf(err, errlen, "event loop setup: %s", r < -1000 ? uv_strerror(r) : strerror(-r));
         goto fail_early;
     }
@@ -430,12 +451,13 @@ fail:
     supervisor_free(sup);
     return r;
 fail_early:
-    if (sup->http) {
-        http_client_free(sup->http);
+    /* Only what was set up before the first allocation of services. */
+    http_client_free(sup->http);
+    if (sup->reaper.sigchld.loop)
         reaper_close(&sup->reaper);
+    if (sup->deadline.loop)
         uv_close((uv_handle_t *)&sup->deadline, NULL);
-        uv_run(loop, UV_RUN_DEFAULT);
-    }
+    uv_run(loop, UV_RUN_DEFAULT);
     graph_free(sup->graph);
     free(sup);
     return r;

@@ -93,6 +93,9 @@ int supervisor_service_restart(supervisor *sup, service *s);
 
 /* Internal, for service.c. */
 void supervisor_on_state(supervisor *sup, service *s, service_state from, const char *reason);
+/* Re-evaluates s's dependents after a change that is not a state change
+ * (its exec was confirmed: `started` is met). */
+void supervisor_reevaluate(supervisor *sup, service *s);
 void supervisor_logf(supervisor *sup, int level, const char *svc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 double supervisor_random(supervisor *sup);
