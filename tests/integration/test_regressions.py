@@ -94,7 +94,41 @@ def test_setsid_escapee_killed_at_shutdown():
     wait_pids_gone([pid], timeout=5)
 
 
+def test_missing_binary_fails_startup():
+    """A command that cannot be executed is reported with the exec error;
+    for a critical service the startup fails (exit 1) and nothing waits on
+    it (its `started` dependents never start)."""
+    t = Tend('''
+        services:
+          ghost:
+            command: ["/nonexistent/bin/ghost", "--flag"]
+          child:
+            command: {child}
+            depends_on: {ghost: started}
+        ''', child=cmd(name="child"))
+    assert t.wait_exit(timeout=slow(10)) == 1
+    assert t.find(r"^cannot start: exec /nonexistent/bin/ghost: No such file or directory", service="ghost")
+    assert t.find(r"^startup failed: service ghost: exec /nonexistent/bin/ghost")
+    assert not t.spawned_pids("child")
+
+
+def test_started_waits_for_exec():
+    """`started` is met once the exec succeeded, not at fork: the dependent
+    spawns after its dependency's `spawned pid` line."""
+    t = Tend('''
+        services:
+          a:
+            command: {a}
+          b:
+            command: {b}
+            depends_on: {a: started}
+        ''', a=cmd(name="a"), b=cmd(name="b"))
+    t.wait_state("b", "ready", timeout=slow(5))
+    assert t.spawned_pids("a") and t.spawned_pids("b")
+    assert t.stop() == 0
+
+
 if __name__ == "__main__":
     run([test_critical_failure_with_waiting_dependent, test_exit_while_starting_is_restarted_until_deadline,
          test_manual_stop_during_startup_settles, test_started_dependency_survives_failure,
-         test_setsid_escapee_killed_at_shutdown])
+         test_setsid_escapee_killed_at_shutdown, test_missing_binary_fails_startup, test_started_waits_for_exec])
