@@ -6,6 +6,7 @@ Server-Sent Events stream."""
 import queue
 import socket
 import stat
+import subprocess
 import threading
 
 from harness import *
@@ -777,7 +778,6 @@ def test_errors_and_limits():
     assert t.stop() == 0
 
 
-@xfail("the route pattern \"/\" never matches: GET / answers 404")
 def test_dashboard_root():
     """GET / serves the dashboard page, public like /health (SPEC 7)."""
     t = api_tend('''
@@ -794,22 +794,62 @@ def test_dashboard_root():
         t.stop()
 
 
-@xfail("a path with non-UTF-8 bytes gets 500 \"out of memory\" instead of 404")
+@xfail("overlong, surrogate or > U+10FFFF UTF-8 in a path still gets 500 \"out of memory\"")
 def test_non_utf8_path_is_404():
     """GET /%ff: the error message embeds the path, which is not UTF-8;
-    the answer must still be a 404 JSON error (and not count as a 5xx)."""
+    the answer must still be a 404 JSON error (and not count as a 5xx).
+    Also the sequences that look like UTF-8 but are not valid (overlong
+    forms, UTF-16 surrogates, code points above U+10FFFF), which jansson
+    rejects."""
     t = api_tend('''
         services:
           a:
             command: {a}
         ''', a=cmd(name="a"))
     try:
-        for path in ("/%ff", "/api/v1/services/%ff", "/health/services/caf%e9"):
-            assert_error(get(t, path), 404, "not_found")
+        for path in ("/%ff", "/api/v1/services/%ff", "/health/services/caf%e9", "/caf%c3%a9",
+                     "/%c0%80", "/%e0%80%80", "/%ed%a0%80", "/%f4%90%80%80", "/api/v1/services/%c1%bf"):
+            r = get(t, path)
+            assert r[0] == 404, "GET %s: %d %s" % (path, r[0], r[2])
+            assert_error(r, 404, "not_found")
         for verb in ("start", "stop", "restart"):
             assert_error(post(t, "/api/v1/services/%%ff/%s" % verb), 404, "not_found")
     finally:
         t.stop()
+
+
+@xfail("Expect: 100-continue plus pipelined bytes on the unix socket freezes the event loop")
+def test_expect_continue_does_not_freeze_loop():
+    """A request with "Expect: 100-continue", no body length and more bytes
+    after the head, over the unix socket (fuzz/regressions/
+    hang-expect-100-continue-unix): MHD_get_timeout() then says 0 forever,
+    api.c re-arms a 0 ms timer inside its own callback and uv_run() never
+    polls again.  tend must stay responsive and stop on SIGTERM."""
+    t = api_tend('''
+        services:
+          a:
+            command: {a}
+        ''', a=cmd(name="a"))
+    wait_startup(t)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(t.sock)
+    s.sendall(b"POST /api/v1/services/a/restart HTTP/1.1\r\nHost: localhost\r\n"
+              b"Expect: 100-continue\r\n\r\n{}")
+    time.sleep(0.3)
+    try:
+        try:
+            st = http_request("GET", t.base + "/health/live", timeout=2)[0]
+        except OSError as e:
+            st = "no answer (%s)" % e
+        assert st == 200, "/health/live after the request: %s" % st
+        t.signal(signal.SIGTERM)
+        try:
+            rc = t.proc.wait(timeout=slow(10))
+        except subprocess.TimeoutExpired:
+            rc = "still running 10 s after SIGTERM"
+        assert rc == 0, rc
+    finally:
+        s.close()
 
 
 NOTIFY_STATUS_PY = r'''
@@ -1002,6 +1042,7 @@ def test_env_values_never_exposed():
         assert "topsecretvalue" in f.read()
     st, _, d = get(t, "/api/v1/services/a")
     assert st == 200 and "SECRET_X" in d["env_keys"] and "PLAIN" in d["env_keys"], d
+    poker = Poker(t)
     ev = SSE(t)
     mark = len(t.lines())
     post(t, "/api/v1/services/a/restart")
@@ -1009,6 +1050,7 @@ def test_env_values_never_exposed():
     time.sleep(0.2)
     seen = [e["raw"] for e in ev.drain()]
     ev.close()
+    poker.stop()
     for path in ("/api/v1/services", "/api/v1/services/a", "/api/v1/system", "/health",
                  "/health/services/a", "/metrics", "/api/v1/services/a/logs"):
         st, _, body = get(t, path)
@@ -1123,7 +1165,6 @@ def test_events_stream_and_resume():
     assert t.stop() == 0
 
 
-@xfail("service.state events for entering `starting` report from=starting")
 def test_events_state_from_field():
     """Each service.state event's `from` is the state the service left: a
     restart goes ready -> stopping -> backoff -> starting -> ready."""
@@ -1153,11 +1194,17 @@ def test_events_state_from_field():
 def test_events_end_at_shutdown():
     """?types=system: the phase change to stopping arrives, then the
     stream ends when tend exits."""
-    t = two()
+    t = api_tend('''
+        services:
+          a:
+            command: {a}
+        ''', a=cmd("--term-delay", "0.5", name="a"))
     wait_startup(t)
+    poker = Poker(t)
     ev = SSE(t, query="?types=system")
     post(t, "/api/v1/system/shutdown")
     e = ev.next()
+    poker.stop()
     assert e["event"] == "system.phase" and e["data"]["state"] == "stopping", e
     assert ev.closed.wait(slow(15)), "the stream did not end at shutdown"
     rest = ev.drain(0.1)
@@ -1220,6 +1267,7 @@ if __name__ == "__main__":
         test_dashboard_root,
         test_non_utf8_path_is_404,
         test_status_text_not_utf8,
+        test_expect_continue_does_not_freeze_loop,
         test_token_rules,
         test_token_file_problems,
         test_non_loopback_needs_token,
