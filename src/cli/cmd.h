@@ -23,6 +23,9 @@ extern const cmd_entry cmd_logs_entry;
 extern const cmd_entry cmd_check_entry;
 extern const cmd_entry cmd_graph_entry;
 extern const cmd_entry cmd_version_entry;
+extern const cmd_entry cmd_task_entry;
+extern const cmd_entry cmd_queue_entry;
+extern const cmd_entry cmd_stats_entry;
 
 /* Exit codes (SPEC section 3). */
 enum {

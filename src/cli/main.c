@@ -24,6 +24,9 @@ static const cmd_entry *const commands[] = {
     &cmd_logs_entry,
     &cmd_check_entry,
     &cmd_graph_entry,
+    &cmd_task_entry,
+    &cmd_queue_entry,
+    &cmd_stats_entry,
     &cmd_version_entry,
 };
 
