@@ -20,6 +20,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -148,6 +149,9 @@ typedef struct mem {
     tnode *all;
     mqueue *queues;
     uint64_t rng;
+    /* Sessions (STORE_OP_SESSION_*): a chained hash by key. */
+    struct msess **sess;
+    size_t nsess_buckets, nsess;
 } mem;
 
 #define CONTAINER(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
@@ -771,6 +775,138 @@ static int op_retention(mem *m, store_op *op) {
     return (int)w.n;
 }
 
+/* ---- Sessions (persisted sessions; the live ones are in session-store.c)
+ * A chained hash by key, grown at load 1; LOAD and SWEEP walk it all (once
+ * at start, and once per sweep interval). ---- */
+
+typedef struct msess {
+    store_session v;
+    struct msess *next;
+} msess;
+
+static void msess_free(msess *e) {
+    free(e->v.key);
+    free(e->v.value);
+    free(e);
+}
+
+static msess **sess_find(mem *m, const char *key) {
+    msess **p = &m->sess[hash_str(0xcbf29ce484222325ull, key) & (m->nsess_buckets - 1)];
+    while (*p && strcmp((*p)->v.key, key) != 0)
+        p = &(*p)->next;
+    return p;
+}
+
+static int sess_grow(mem *m) {
+    size_t n = m->nsess_buckets ? m->nsess_buckets * 2 : 64;
+    msess **b = calloc(n, sizeof(*b));
+    if (!b)
+        return -ENOMEM;
+    for (size_t i = 0; i < m->nsess_buckets; i++)
+        for (msess *e = m->sess[i], *next; e; e = next) {
+            next = e->next;
+            size_t j = hash_str(0xcbf29ce484222325ull, e->v.key) & (n - 1);
+            e->next = b[j];
+            b[j] = e;
+        }
+    free(m->sess);
+    m->sess = b;
+    m->nsess_buckets = n;
+    return 0;
+}
+
+static int op_session(mem *m, store_op *op) {
+    if (op->kind == STORE_OP_SESSION_PUT && m->nsess >= m->nsess_buckets && sess_grow(m) < 0)
+        return -ENOMEM;
+    if (!m->sess)
+        return 0; /* TOUCH / DELETE before any PUT */
+    msess **p = sess_find(m, op->session.key), *e = *p;
+    switch (op->kind) {
+    case STORE_OP_SESSION_PUT: {
+        char *v = malloc(op->session.value_len + 1);
+        if (!v)
+            return -ENOMEM;
+        memcpy(v, op->session.value, op->session.value_len);
+        v[op->session.value_len] = 0;
+        if (!e) {
+            e = calloc(1, sizeof(*e));
+            if (!e || !(e->v.key = strdup(op->session.key))) {
+                free(e);
+                free(v);
+                return -ENOMEM;
+            }
+            *p = e;
+            m->nsess++;
+        }
+        free(e->v.value);
+        e->v.value = v;
+        e->v.value_len = op->session.value_len;
+        e->v.created_at = op->session.created_at;
+        e->v.expires_at = op->session.expires_at;
+        e->v.ttl_ms = op->session.ttl_ms;
+        return 1;
+    }
+    case STORE_OP_SESSION_TOUCH:
+        if (!e)
+            return 0;
+        e->v.expires_at = op->session.expires_at;
+        e->v.ttl_ms = op->session.ttl_ms;
+        return 1;
+    default: /* DELETE */
+        if (!e)
+            return 0;
+        *p = e->next;
+        msess_free(e);
+        m->nsess--;
+        return 1;
+    }
+}
+
+static int op_session_sweep(mem *m, store_op *op) {
+    size_t n = 0;
+    for (size_t i = 0; i < m->nsess_buckets; i++)
+        for (msess **p = &m->sess[i]; *p;) {
+            msess *e = *p;
+            if (e->v.expires_at <= op->session_load.now) {
+                *p = e->next;
+                msess_free(e);
+                m->nsess--;
+                n++;
+            } else
+                p = &e->next;
+        }
+    return (int)MIN(n, (size_t)INT_MAX);
+}
+
+static int op_session_load(mem *m, store_op *op) {
+    store_session *out = m->nsess ? calloc(m->nsess, sizeof(*out)) : NULL;
+    if (m->nsess && !out)
+        return -ENOMEM;
+    size_t n = 0;
+    for (size_t i = 0; i < m->nsess_buckets; i++)
+        for (msess *e = m->sess[i]; e; e = e->next) {
+            if (e->v.expires_at <= op->session_load.now)
+                continue;
+            store_session *o = &out[n];
+            *o = e->v;
+            o->key = strdup(e->v.key);
+            o->value = malloc(e->v.value_len + 1);
+            if (!o->key || !o->value) {
+                free(o->key);
+                free(o->value);
+                store_sessions_free(out, n);
+                return -ENOMEM;
+            }
+            memcpy(o->value, e->v.value, e->v.value_len + 1);
+            n++;
+        }
+    op->session_load.ret_sessions = out;
+    op->session_load.ret_n = n;
+    if (n == 0)
+        op->session_load.ret_sessions = store_sessions_free(out, 0);
+    return (int)MIN(n, (size_t)INT_MAX);
+}
+
 static int exec_op(mem *m, store_op *op) {
     switch (op->kind) {
     case STORE_OP_INSERT:
@@ -794,6 +930,14 @@ static int exec_op(mem *m, store_op *op) {
         return op_dead(m, op);
     case STORE_OP_RETENTION:
         return op_retention(m, op);
+    case STORE_OP_SESSION_PUT:
+    case STORE_OP_SESSION_TOUCH:
+    case STORE_OP_SESSION_DELETE:
+        return op_session(m, op);
+    case STORE_OP_SESSION_SWEEP:
+        return op_session_sweep(m, op);
+    case STORE_OP_SESSION_LOAD:
+        return op_session_load(m, op);
     default:
         return -EINVAL;
     }
@@ -875,6 +1019,12 @@ static void mem_free(void *data) {
         free(q->name);
         free(q);
     }
+    for (size_t i = 0; i < m->nsess_buckets; i++)
+        for (msess *e = m->sess[i], *next; e; e = next) {
+            next = e->next;
+            msess_free(e);
+        }
+    free(m->sess);
     free(m->by_id);
     free(m->by_key);
     free(m);

@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sqlite3.h>
@@ -316,6 +317,16 @@ static const char *const migrations[] = {
     "  INSERT INTO queue_counts VALUES (new.queue, new.state, new.priority, 1)"
     "    ON CONFLICT (queue, state, priority) DO UPDATE SET n = n + 1;"
     " END;",
+    /* 2: persisted sessions (sessions.persist).  A rowid table, not
+     * WITHOUT ROWID: values run to 64 KiB and more, and big rows belong
+     * in a rowid b-tree.  The expiry index serves LOAD and SWEEP. */
+    "CREATE TABLE sessions ("
+    "  key TEXT NOT NULL UNIQUE,"
+    "  created_at INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL,"
+    "  ttl_ms INTEGER NOT NULL,"
+    "  value TEXT NOT NULL);"
+    "CREATE INDEX sessions_expires ON sessions(expires_at);",
 };
 #define SCHEMA_VERSION ((int)ELEMENTSOF(migrations))
 
@@ -415,6 +426,28 @@ static const char *const statements[ST_MAX] = {
         " INDEXED BY tasks_finished WHERE state >= 3 AND state = 5 AND finished_at < ?1 LIMIT ?2)",
 };
 
+/* Session statements (STORE_OP_SESSION_*), kept apart from the task ones. */
+enum {
+    SST_PUT,
+    SST_TOUCH,
+    SST_DELETE,
+    SST_SWEEP,
+    SST_LOAD,
+    SST_MAX,
+};
+
+static const char *const session_statements[SST_MAX] = {
+    [SST_PUT] = "INSERT INTO sessions (key, created_at, expires_at, ttl_ms, value)"
+                " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (key) DO UPDATE SET"
+                " created_at = excluded.created_at, expires_at = excluded.expires_at,"
+                " ttl_ms = excluded.ttl_ms, value = excluded.value",
+    [SST_TOUCH] = "UPDATE sessions SET expires_at = ?2, ttl_ms = ?3 WHERE key = ?1",
+    [SST_DELETE] = "DELETE FROM sessions WHERE key = ?1",
+    [SST_SWEEP] = "DELETE FROM sessions INDEXED BY sessions_expires WHERE expires_at <= ?1",
+    [SST_LOAD] = "SELECT key, created_at, expires_at, ttl_ms, value FROM sessions"
+                 " INDEXED BY sessions_expires WHERE expires_at > ?1",
+};
+
 /* ---- The backend ------------------------------------------------------ */
 
 typedef struct sq {
@@ -422,6 +455,7 @@ typedef struct sq {
     sqlite3 *db;
     sqlite3_stmt *st[ST_MAX];
     sqlite3_stmt *insert_many; /* INSERT_ROWS rows, RETURNING id */
+    sqlite3_stmt *sess_st[SST_MAX];
     /* UPDATE by fields mask, prepared when first used (writer thread). */
     sqlite3_stmt *update[STORE_FIELD_ALL + 1];
     char *path;
@@ -1106,6 +1140,93 @@ static int op_retention(sq *q, store_op *op) {
     return (int)total;
 }
 
+/* ---- Sessions ---- */
+
+/* PUT / TOUCH / DELETE / SWEEP: one statement; result rows changed. */
+static int op_session(sq *q, store_op *op) {
+    int id = op->kind == STORE_OP_SESSION_PUT     ? SST_PUT
+             : op->kind == STORE_OP_SESSION_TOUCH ? SST_TOUCH
+             : op->kind == STORE_OP_SESSION_DELETE ? SST_DELETE
+                                                  : SST_SWEEP;
+    sqlite3_stmt *st = q->sess_st[id];
+    switch (id) {
+    case SST_PUT:
+        sqlite3_bind_text(st, 1, op->session.key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, op->session.created_at);
+        sqlite3_bind_int64(st, 3, op->session.expires_at);
+        sqlite3_bind_int64(st, 4, op->session.ttl_ms);
+        sqlite3_bind_text64(st, 5, op->session.value, op->session.value_len, SQLITE_STATIC,
+                            SQLITE_UTF8);
+        break;
+    case SST_TOUCH:
+        sqlite3_bind_text(st, 1, op->session.key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, op->session.expires_at);
+        sqlite3_bind_int64(st, 3, op->session.ttl_ms);
+        break;
+    case SST_DELETE:
+        sqlite3_bind_text(st, 1, op->session.key, -1, SQLITE_STATIC);
+        break;
+    default:
+        sqlite3_bind_int64(st, 1, op->session_load.now);
+        break;
+    }
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE)
+        return fail(q, rc);
+    int64_t n = sqlite3_changes64(q->db);
+    return n > INT_MAX ? INT_MAX : (int)n;
+}
+
+static int op_session_load(sq *q, store_op *op) {
+    sqlite3_stmt *st = q->sess_st[SST_LOAD];
+    store_session *v = NULL;
+    size_t n = 0, cap = 0;
+    int r = 0, rc;
+    sqlite3_bind_int64(st, 1, op->session_load.now);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 64;
+            store_session *nv = realloc(v, nc * sizeof(*nv));
+            if (!nv) {
+                r = fail(q, SQLITE_NOMEM);
+                goto finish;
+            }
+            v = nv;
+            cap = nc;
+        }
+        store_session *o = &v[n];
+        *o = (store_session){0};
+        o->created_at = sqlite3_column_int64(st, 1);
+        o->expires_at = sqlite3_column_int64(st, 2);
+        o->ttl_ms = sqlite3_column_int64(st, 3);
+        if (dup_column(st, 0, &o->key, NULL) < 0 || dup_column(st, 4, &o->value, &o->value_len) < 0) {
+            free(o->key);
+            free(o->value);
+            r = fail(q, SQLITE_NOMEM);
+            goto finish;
+        }
+        if (!o->key || !o->value) { /* NULL columns cannot happen (NOT NULL); skip */
+            free(o->key);
+            free(o->value);
+            continue;
+        }
+        n++;
+    }
+    if (rc != SQLITE_DONE)
+        r = fail(q, rc);
+finish:
+    sqlite3_reset(st);
+    if (r < 0) {
+        store_sessions_free(v, n);
+        return r;
+    }
+    op->session_load.ret_sessions = n ? v : store_sessions_free(v, 0);
+    op->session_load.ret_n = n;
+    return n > INT_MAX ? INT_MAX : (int)n;
+}
+
 static int exec_op(sq *q, store_op *op) {
     switch (op->kind) {
     case STORE_OP_INSERT:
@@ -1129,6 +1250,13 @@ static int exec_op(sq *q, store_op *op) {
         return op_dead(q, op);
     case STORE_OP_RETENTION:
         return op_retention(q, op);
+    case STORE_OP_SESSION_PUT:
+    case STORE_OP_SESSION_TOUCH:
+    case STORE_OP_SESSION_DELETE:
+    case STORE_OP_SESSION_SWEEP:
+        return op_session(q, op);
+    case STORE_OP_SESSION_LOAD:
+        return op_session_load(q, op);
     default:
         return -EINVAL;
     }
@@ -1288,6 +1416,8 @@ static void sq_free(void *data) {
     for (int i = 0; i < ST_MAX; i++)
         sqlite3_finalize(q->st[i]);
     sqlite3_finalize(q->insert_many);
+    for (int i = 0; i < SST_MAX; i++)
+        sqlite3_finalize(q->sess_st[i]);
     for (size_t i = 0; i < ELEMENTSOF(q->update); i++)
         sqlite3_finalize(q->update[i]);
     if (q->db)
@@ -1380,6 +1510,15 @@ static int sq_open(store *s, const store_config *cfg, void **ret_data, char **re
     for (int i = 0; i < ST_MAX; i++) {
         rc = sqlite3_prepare_v3(q->db, statements[i], -1, SQLITE_PREPARE_PERSISTENT, &q->st[i],
                                 NULL);
+        if (rc != SQLITE_OK) {
+            r = sqlite_errno(q->db, rc);
+            set_message(ret_message, "%s: %s", q->path, sqlite3_errmsg(q->db));
+            goto fail;
+        }
+    }
+    for (int i = 0; i < SST_MAX; i++) {
+        rc = sqlite3_prepare_v3(q->db, session_statements[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                &q->sess_st[i], NULL);
         if (rc != SQLITE_OK) {
             r = sqlite_errno(q->db, rc);
             set_message(ret_message, "%s: %s", q->path, sqlite3_errmsg(q->db));

@@ -130,6 +130,11 @@ static const char *const op_names[STORE_OP_KIND_MAX] = {
     [STORE_OP_PURGE_DEAD] = "purge_dead",
     [STORE_OP_REQUEUE_DEAD] = "requeue_dead",
     [STORE_OP_RETENTION] = "retention",
+    [STORE_OP_SESSION_PUT] = "session_put",
+    [STORE_OP_SESSION_TOUCH] = "session_touch",
+    [STORE_OP_SESSION_DELETE] = "session_delete",
+    [STORE_OP_SESSION_SWEEP] = "session_sweep",
+    [STORE_OP_SESSION_LOAD] = "session_load",
 };
 
 const char *store_task_state_to_string(store_task_state s) {
@@ -276,6 +281,7 @@ bool store_op_kind_writes(store_op_kind k) {
     case STORE_OP_GET:
     case STORE_OP_LIST:
     case STORE_OP_COUNTS:
+    case STORE_OP_SESSION_LOAD:
         return false;
     default:
         return true;
@@ -331,9 +337,32 @@ void store_op_reset_outputs(store_op *op) {
     case STORE_OP_RETENTION:
         op->retention.ret_count = 0;
         break;
+    case STORE_OP_SESSION_LOAD:
+        op->session_load.ret_sessions =
+            store_sessions_free(op->session_load.ret_sessions, op->session_load.ret_n);
+        op->session_load.ret_n = 0;
+        break;
     default:
         break;
     }
+}
+
+store_session *store_sessions_free(store_session *v, size_t n) {
+    if (!v)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].key);
+        free(v[i].value);
+    }
+    free(v);
+    return NULL;
+}
+
+/* A session key: 1..STORE_KEY_MAX bytes. */
+static int session_key_check(const char *k) {
+    if (!k || !k[0])
+        return -EINVAL;
+    return strnlen(k, STORE_KEY_MAX + 1) > STORE_KEY_MAX ? -E2BIG : 0;
 }
 
 void store_op_clear(store_op *op) {
@@ -444,6 +473,28 @@ static int validate(store *s, store_op *op) {
             op->dead.now = now;
         break;
     case STORE_OP_RETENTION:
+        break;
+    case STORE_OP_SESSION_PUT: {
+        int r = session_key_check(op->session.key);
+        if (r < 0)
+            return r;
+        if (!op->session.value)
+            return -EINVAL;
+        if (op->session.value_len == 0)
+            op->session.value_len = strnlen(op->session.value, STORE_SESSION_VALUE_MAX + 1);
+        if (op->session.value_len > STORE_SESSION_VALUE_MAX)
+            return -E2BIG;
+        if (op->session.created_at == 0)
+            op->session.created_at = now;
+        break;
+    }
+    case STORE_OP_SESSION_TOUCH:
+    case STORE_OP_SESSION_DELETE:
+        return session_key_check(op->session.key);
+    case STORE_OP_SESSION_SWEEP:
+    case STORE_OP_SESSION_LOAD:
+        if (op->session_load.now == 0)
+            op->session_load.now = now;
         break;
     default:
         return -EINVAL;
@@ -626,6 +677,9 @@ int store_submit(store *s, store_op *op) {
         break;
     case STORE_OP_GET:
         op->get.ret_task = NULL;
+        break;
+    case STORE_OP_SESSION_LOAD:
+        op->session_load.ret_sessions = NULL, op->session_load.ret_n = 0;
         break;
     case STORE_OP_LIST:
         op->list.ret_tasks = NULL, op->list.ret_n = 0, op->list.ret_cursor[0] = 0;

@@ -175,7 +175,12 @@ typedef enum store_op_kind {
     STORE_OP_PURGE_DEAD,   /* write */
     STORE_OP_REQUEUE_DEAD, /* write */
     STORE_OP_RETENTION,    /* write */
-    /* Sessions (SPEC "persist: true") will take the next values. */
+    /* Sessions (SPEC "persist: true"); see store_session below. */
+    STORE_OP_SESSION_PUT,    /* write: insert or replace one session */
+    STORE_OP_SESSION_TOUCH,  /* write: new expires_at / ttl */
+    STORE_OP_SESSION_DELETE, /* write */
+    STORE_OP_SESSION_SWEEP,  /* write: delete the expired sessions */
+    STORE_OP_SESSION_LOAD,   /* read: every unexpired session */
     STORE_OP_KIND_MAX,
     STORE_OP_ANY = -1, /* store_inject_fault: any op */
 } store_op_kind;
@@ -201,6 +206,23 @@ typedef struct store_queue_counts {
     char *queue;
     uint64_t n[STORE_TASK_STATE_MAX][STORE_PRIORITY_MAX];
 } store_queue_counts;
+
+/* A persisted session (SPEC sessions.persist): key -> JSON text with its
+ * times (wall-clock ms).  Returned by SESSION_LOAD; strings owned by the
+ * record (store_sessions_free). */
+#define STORE_SESSION_VALUE_MAX (16 * 1024 * 1024)
+typedef struct store_session {
+    char *key;   /* 1..STORE_KEY_MAX bytes, NUL-terminated */
+    char *value; /* NUL-terminated; value_len excludes the NUL */
+    size_t value_len;
+    int64_t created_at;
+    int64_t expires_at;
+    int64_t ttl_ms;
+} store_session;
+
+/* Frees an array of n sessions as returned by SESSION_LOAD; NULL-safe;
+ * returns NULL. */
+store_session *store_sessions_free(store_session *v, size_t n);
 
 typedef struct store_op store_op;
 
@@ -335,6 +357,28 @@ struct store_op {
             size_t max_rows;
             size_t ret_count;
         } retention;
+        /*
+         * SESSION_PUT: insert or replace key with value (value_len bytes,
+         * 0: strlen) and the times.  SESSION_TOUCH: set expires_at and
+         * ttl_ms of key.  SESSION_DELETE: delete key.  Result: rows
+         * changed (TOUCH/DELETE of a missing key: 0, not an error).
+         */
+        struct {
+            const char *key;
+            const char *value;
+            size_t value_len;
+            int64_t created_at;
+            int64_t expires_at;
+            int64_t ttl_ms;
+        } session;
+        /* SESSION_LOAD: every session with expires_at > now (ret_sessions,
+         * free with store_sessions_free; result ret_n).  SESSION_SWEEP:
+         * delete those with expires_at <= now; result the number. */
+        struct {
+            int64_t now;
+            store_session *ret_sessions;
+            size_t ret_n;
+        } session_load;
     };
     /* Private to the store. */
     store_op *priv_next;
