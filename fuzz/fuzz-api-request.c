@@ -30,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -54,46 +53,6 @@ static char dir[64];
 static char sock_path[256];
 static bool verbose;        /* TEND_FUZZ_VERBOSE=1: responses to stderr */
 static uv_timer_t *heartbeat; /* the event hub's heartbeat timer */
-/*
- * Known bugs (fuzz/regressions/, see fuzz/README.md), tolerated so that
- * fuzzing can go on until they are fixed; TEND_FUZZ_KNOWN_BUGS=1 turns
- * the tolerance off (to replay the regressions):
- *
- * - hang-expect-100-continue-unix: over a unix socket, "Expect:
- *   100-continue" followed by more bytes makes MHD_get_timeout() say 0
- *   forever while MHD_run() makes no progress, and api.c re-arms a 0 ms
- *   timer from inside its own callback, so uv_run() never polls again.
- *   Inputs containing "100-continue" are skipped (both transports here
- *   are AF_UNIX sockets, which is what triggers it).
- * - crash-500-invalid-utf8-path: a path with bytes that look like UTF-8
- *   but are not valid (overlong, surrogate, above U+10FFFF) makes the
- *   404 message invalid for jansson: 500 "out of memory".  A 500 is not
- *   reported when the input has a byte >= 0x80 or a %8x..%fx escape.
- */
-static bool known_bugs;
-
-/* Whether the input could put a non-ASCII byte into a path. */
-static bool has_non_ascii(const uint8_t *data, size_t size) {
-    for (size_t i = 0; i < size; i++) {
-        if (data[i] >= 0x80)
-            return true;
-        if (data[i] == '%' && i + 1 < size && strchr("89abcdefABCDEF", data[i + 1]) && data[i + 1])
-            return true;
-    }
-    return false;
-}
-
-static bool tolerate_500;   /* for the current input: see known_bugs */
-
-static bool has_expect_continue(const uint8_t *data, size_t size) {
-    static const char needle[] = "100-continue";
-    size_t n = sizeof(needle) - 1;
-    for (size_t i = 0; i + n <= size; i++)
-        if (strncasecmp((const char *)data + i, needle, n) == 0)
-            return true;
-    return false;
-}
-
 static void die(const char *what, const char *detail) {
     fprintf(stderr, "fuzz-api-request: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
     abort();
@@ -124,7 +83,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
     verbose = getenv("TEND_FUZZ_VERBOSE") && strcmp(getenv("TEND_FUZZ_VERBOSE"), "1") == 0;
-    known_bugs = getenv("TEND_FUZZ_KNOWN_BUGS") && strcmp(getenv("TEND_FUZZ_KNOWN_BUGS"), "1") == 0;
     snprintf(dir, sizeof(dir), "/tmp/tend-fuzz-XXXXXX");
     if (!mkdtemp(dir))
         die("mkdtemp", strerror(errno));
@@ -229,7 +187,7 @@ static void turn(void) {
  */
 static void check_response(const char *p, size_t n) {
     static const char needle[] = "{\"error\":{\"code\":\"internal\"";
-    if (!tolerate_500 && memmem(p, n, needle, sizeof(needle) - 1)) {
+    if (memmem(p, n, needle, sizeof(needle) - 1)) {
         fprintf(stderr, "fuzz-api-request: the server answered 500 internal:\n%.*s\n", (int)(n > 600 ? 600 : n), p);
         abort();
     }
@@ -341,9 +299,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
      * /api/v1/system and /metrics, chosen by the input (reproducible). */
     sup->start_ms = sup->created_ms;
     sup->started_ms = (size & 1) ? sup->created_ms + 1234 : 0;
-    if (!known_bugs && has_expect_continue(data, size))
-        return 0;
-    tolerate_500 = !known_bugs && has_non_ascii(data, size);
     if (verbose)
         fprintf(stderr, "\n--- unix socket ---\n");
     via_unix(data, size);

@@ -42,10 +42,15 @@ struct events_hub {
     uv_timer_t heartbeat;
 };
 
+/* MHD only acts on a resumed connection the next time it runs, and
+ * nothing else may make it run soon (an event published from a probe
+ * result or an exit, not from a request): so ask for a run on the next
+ * loop iteration.  Safe from any callback, a request handler included. */
 static void resume(subscriber *s) {
     if (s->suspended) {
         s->suspended = false;
         MHD_resume_connection(s->conn);
+        api_server_wake(s->hub->srv);
     }
 }
 

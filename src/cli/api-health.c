@@ -50,7 +50,7 @@ static json_t *dependency_json(const service *s) {
                      service_state_name(s->state), "critical", s->spec->critical, "latency_ms",
                      s->last_probe_ms >= 0 ? json_real(s->last_probe_ms) : json_null(), "stage",
                      stage ? json_string(stage) : json_null(), "restarts", (json_int_t)s->restarts_total,
-                     "error", s->last_error[0] && s->health != HEALTH_HEALTHY ? json_string(s->last_error) : json_null());
+                     "error", s->last_error[0] && s->health != HEALTH_HEALTHY ? api_json_text(s->last_error) : json_null());
 }
 
 json_t *api_health_json(api_server *srv, int *ret_http_status) {

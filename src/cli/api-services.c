@@ -33,7 +33,7 @@ json_t *api_service_json(const service *s, bool detail) {
     json_object_set_new(o, "uptime_seconds", json_real(up));
     const char *stage = service_stage_name(s);
     json_object_set_new(o, "stage", stage ? json_string(stage) : json_null());
-    json_object_set_new(o, "error", s->last_error[0] ? json_string(s->last_error) : json_null());
+    json_object_set_new(o, "error", s->last_error[0] ? api_json_text(s->last_error) : json_null());
     if (!detail)
         return o;
 
@@ -49,7 +49,7 @@ json_t *api_service_json(const service *s, bool detail) {
                                                 "probe", probe_kind_name(sp->stages[i].probe.kind),
                                                 "critical", sp->stages[i].critical, "passing", st->ok,
                                                 "duration_ms", st->duration_ms >= 0 ? json_integer(st->duration_ms) : json_null(),
-                                                "last_error", st->last_error[0] ? json_string(st->last_error) : json_null()));
+                                                "last_error", st->last_error[0] ? api_json_text(st->last_error) : json_null()));
     }
     json_object_set_new(o, "stages", stages);
     json_t *deps = json_object();
@@ -64,7 +64,8 @@ json_t *api_service_json(const service *s, bool detail) {
                               "at", api_time_json(s->last_exit_wall_ms));
     }
     json_object_set_new(o, "last_exit", last_exit);
-    json_object_set_new(o, "status_text", s->status_text[0] ? json_string(s->status_text) : json_null());
+    /* STATUS= is whatever bytes the service sent. */
+    json_object_set_new(o, "status_text", s->status_text[0] ? api_json_text(s->status_text) : json_null());
     /* The command and the environment's keys; never environment values. */
     json_t *argv = json_array();
     for (size_t i = 0; sp->argv && sp->argv[i]; i++)

@@ -61,7 +61,7 @@ static void get_system(api_request *req) {
                                        TEND_VERSION, "state", api_system_state(sup), "uptime_seconds",
                                        (double)(now_mono_ms() - srv->started_mono_ms) / 1000.0, "startup", report_json(sup),
                                        "waves", waves_json(sup), "failure",
-                                       sup->failure[0] ? json_string(sup->failure) : json_null()));
+                                       sup->failure[0] ? api_json_text(sup->failure) : json_null()));
 }
 
 static void reply_result(api_request *req, int status, bool ok, const char *msg) {

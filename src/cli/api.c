@@ -20,6 +20,7 @@
 #include "events.h"
 #include "macros.h"
 #include "timeutil.h"
+#include "utf8.h"
 
 static const api_route *const route_groups[] = {
     api_health_routes, api_system_routes, api_services_routes,
@@ -185,22 +186,23 @@ void api_reply_json(api_request *req, int status, json_t *json) {
     api_reply_text(req, status, "application/json", text, len);
 }
 
-/* Replaces every byte that is not part of valid UTF-8 with '?': messages
- * quote client input (paths, names), and JSON strings must be UTF-8. */
-static void utf8_sanitize(char *s) {
-    unsigned char *p = (unsigned char *)s;
-    while (*p) {
-        size_t n = *p < 0x80 ? 1 : (*p >> 5) == 0x6 ? 2 : (*p >> 4) == 0xe ? 3 : (*p >> 3) == 0x1e ? 4 : 0;
-        size_t k = 1;
-        while (n > 1 && k < n && (p[k] & 0xc0) == 0x80)
-            k++;
-        if (n == 0 || k < n) {
-            *p++ = '?';
-            continue;
-        }
-        p += n;
-    }
+json_t *api_json_textn(const char *text, size_t n) {
+    if (!text)
+        return json_null();
+    if (utf8_valid(text, n) && !memchr(text, '\0', n))
+        return json_stringn_nocheck(text, n);
+    char *copy = malloc(n + 1);
+    if (!copy)
+        return NULL;
+    memcpy(copy, text, n);
+    copy[n] = '\0';
+    utf8_sanitize(copy); /* stops at an embedded NUL: the rest is dropped */
+    json_t *j = json_string_nocheck(copy);
+    free(copy);
+    return j;
 }
+
+json_t *api_json_text(const char *text) { return text ? api_json_textn(text, strlen(text)) : json_null(); }
 
 void api_error(api_request *req, int status, const char *code, const char *fmt, ...) {
     char msg[1024];
@@ -208,8 +210,8 @@ void api_error(api_request *req, int status, const char *code, const char *fmt, 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    utf8_sanitize(msg);
-    api_reply_json(req, status, json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg));
+    /* Messages quote client input (paths, names): JSON needs UTF-8. */
+    api_reply_json(req, status, json_pack("{s:{s:s, s:o}}", "error", "code", code, "message", api_json_text(msg)));
 }
 
 const char *api_query(api_request *req, const char *key) {
@@ -273,8 +275,53 @@ static void dispatch(api_request *req) {
         }
     }
     r->handler(req);
-    if (req->status == 0)
+    if (req->status == 0 && !req->deferred)
         api_error(req, 500, "internal", "the handler produced no response");
+}
+
+/* ---- deferred replies (api.h) ---- */
+
+static void defer_unlink(api_request *req) {
+    api_server *srv = req->srv;
+    if (req->defer_prev)
+        req->defer_prev->defer_next = req->defer_next;
+    else if (srv->deferred == req)
+        srv->deferred = req->defer_next;
+    if (req->defer_next)
+        req->defer_next->defer_prev = req->defer_prev;
+    req->defer_prev = req->defer_next = NULL;
+}
+
+void api_defer(api_request *req, api_defer_fn cancel, void *data) {
+    api_server *srv = req->srv;
+    req->deferred = true;
+    req->cancel = cancel;
+    req->defer_data = data;
+    req->defer_prev = NULL;
+    req->defer_next = srv->deferred;
+    if (srv->deferred)
+        srv->deferred->defer_prev = req;
+    srv->deferred = req;
+    MHD_suspend_connection(req->conn);
+}
+
+void api_resume(api_request *req, api_defer_fn fn) {
+    defer_unlink(req);
+    req->resume = fn;
+    MHD_resume_connection(req->conn);
+    api_server_wake(req->srv);
+}
+
+/* At stop: MHD refuses to stop with suspended connections. */
+static void defer_cancel_all(api_server *srv) {
+    while (srv->deferred) {
+        api_request *req = srv->deferred;
+        defer_unlink(req);
+        req->deferred = false;
+        if (req->cancel)
+            req->cancel(req);
+        MHD_resume_connection(req->conn);
+    }
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -294,14 +341,34 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         req->start_us = now_mono_us();
         *con_cls = req;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > API_MAX_BODY) {
+        const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        unsigned long long announced = cl ? strtoull(cl, NULL, 10) : 0;
+        if (announced > API_MAX_BODY) {
             req->too_large = true;
             api_error(req, 413, "payload_too_large", "request body exceeds %d bytes", API_MAX_BODY);
+        } else if (announced == 0 && !te &&
+                   MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT)) {
+            /* "Expect: 100-continue" without a body: answer now, or
+             * libmicrohttpd 0.9.75 sends "100 Continue" and then waits for
+             * a body that never comes, its timeout saying "0 ms" all along
+             * (fuzz/regressions/hang-expect-100-continue-unix).  An early
+             * answer makes MHD close the connection afterwards, which is
+             * why this is not done for every request without a body. */
+            dispatch(req);
         }
         return MHD_YES;
     }
+    if (req->resume) { /* a deferred reply, resumed */
+        api_defer_fn fn = req->resume;
+        req->resume = NULL;
+        req->deferred = false;
+        fn(req);
+        if (req->status == 0)
+            api_error(req, 500, "internal", "the deferred handler produced no response");
+        return MHD_YES;
+    }
     if (req->status)
-        return MHD_YES; /* answered early (413); MHD discards the rest */
+        return MHD_YES; /* answered early (no body, 413); MHD discards the rest */
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         if (req->too_large || req->body_len + n > API_MAX_BODY) {
@@ -327,6 +394,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     api_request *req = *con_cls;
     if (!req)
         return;
+    if (req->deferred) { /* never resumed (cannot happen: defensive) */
+        defer_unlink(req);
+        if (req->cancel)
+            req->cancel(req);
+    }
     for (size_t i = 0; i < req->n_params; i++)
         free(req->params[i]);
     json_decref(req->json);
@@ -335,52 +407,136 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
-/* ---- the loop glue ---- */
+/* ---- the loop glue ----
+ *
+ * Each daemon is run when its epoll descriptor turns readable (poll), when
+ * the timeout MHD_get_timeout() asked for expires (timer), and on the
+ * next loop iteration after api_server_wake() (an idle handle: a
+ * connection was resumed, which MHD only notices when it runs).
+ *
+ * MHD_get_timeout() says 0 when MHD wants to run again at once (data left
+ * in a connection's buffer, a resumed connection).  That is never honoured
+ * with a 0 ms timer started inside the timer callback: libuv 1.44 runs
+ * such a timer again in the same pass, so a connection on which MHD makes
+ * no progress kept uv_run() from ever polling again.  Instead the daemon
+ * runs on the next loop iteration (after I/O, signals and timers had their
+ * turn), and when MHD keeps saying 0 without answering any request for
+ * API_SPIN_RUNS runs in a row, the driver backs off: the daemon's poll
+ * watcher is stopped and it runs from a timer every 1, 2, 4 ... up to
+ * API_BACKOFF_MAX_MS ms until MHD asks for a real timeout again (a stuck
+ * connection is closed by MHD's connection timeout).  So no connection can
+ * block the loop or make it spin.
+ */
+#define API_SPIN_RUNS 64
+#define API_BACKOFF_MAX_MS 100
 
-static void run_daemon(struct MHD_Daemon *d, uv_timer_t *timer);
+static void on_drv_timer(uv_timer_t *t);
+static void on_poll(uv_poll_t *p, int status, int events);
+static void on_again(uv_idle_t *h);
 
-static void on_timer(uv_timer_t *t) {
-    api_server *srv = t->data;
-    run_daemon(t == &srv->tcp_timer ? srv->tcp : srv->unix_d, t);
-}
-
-static void run_daemon(struct MHD_Daemon *d, uv_timer_t *timer) {
-    if (!d)
+static void run_daemon(api_server *srv, struct api_driver *drv) {
+    struct MHD_Daemon *d = *drv->daemon;
+    if (!d || !drv->active)
         return;
+    uint64_t answered = srv->stats.requests_total;
+    drv->again = false;
     MHD_run(d);
     MHD_UNSIGNED_LONG_LONG to;
-    if (MHD_get_timeout(d, &to) == MHD_YES)
-        uv_timer_start(timer, on_timer, (uint64_t)to, 0);
-    else
-        uv_timer_stop(timer);
+    bool has_to = MHD_get_timeout(d, &to) == MHD_YES;
+    if (!has_to || to > 0 || srv->stats.requests_total != answered)
+        drv->zero_runs = 0;
+    if (has_to && to == 0)
+        drv->zero_runs++;
+    if (drv->zero_runs > API_SPIN_RUNS) {
+        unsigned shift = MIN(drv->zero_runs - API_SPIN_RUNS - 1, 7u);
+        if (!drv->backing_off) {
+            uv_poll_stop(&drv->poll);
+            drv->backing_off = true;
+        }
+        uv_timer_start(&drv->timer, on_drv_timer, MIN(1u << shift, (unsigned)API_BACKOFF_MAX_MS), 0);
+        return;
+    }
+    if (drv->backing_off) {
+        uv_poll_start(&drv->poll, UV_READABLE, on_poll);
+        drv->backing_off = false;
+    }
+    if (!has_to) {
+        uv_timer_stop(&drv->timer);
+    } else if (to == 0) {
+        uv_timer_stop(&drv->timer);
+        drv->again = true;
+        if (!srv->idle_active) {
+            uv_idle_start(&srv->again_idle, on_again);
+            srv->idle_active = true;
+        }
+    } else {
+        uv_timer_start(&drv->timer, on_drv_timer, (uint64_t)to, 0);
+    }
+}
+
+static void on_drv_timer(uv_timer_t *t) {
+    struct api_driver *drv = t->data;
+    api_server *srv = drv->poll.data;
+    run_daemon(srv, drv);
 }
 
 static void on_poll(uv_poll_t *p, int status, int events) {
+    (void)status;
+    (void)events;
     api_server *srv = p->data;
-    if (p == &srv->tcp_poll)
-        run_daemon(srv->tcp, &srv->tcp_timer);
-    else
-        run_daemon(srv->unix_d, &srv->unix_timer);
+    run_daemon(srv, p == &srv->tcp_drv.poll ? &srv->tcp_drv : &srv->unix_drv);
+}
+
+static void on_again(uv_idle_t *h) {
+    api_server *srv = h->data;
+    uv_idle_stop(h);
+    srv->idle_active = false;
+    if (srv->tcp_drv.again)
+        run_daemon(srv, &srv->tcp_drv);
+    if (srv->unix_drv.again)
+        run_daemon(srv, &srv->unix_drv);
 }
 
 void api_server_kick(api_server *srv) {
-    run_daemon(srv->tcp, &srv->tcp_timer);
-    run_daemon(srv->unix_d, &srv->unix_timer);
+    run_daemon(srv, &srv->tcp_drv);
+    run_daemon(srv, &srv->unix_drv);
 }
 
-static int watch_daemon(api_server *srv, struct MHD_Daemon *d, uv_poll_t *p, uv_timer_t *t) {
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_EPOLL_FD);
+void api_server_wake(api_server *srv) {
+    if (!srv->loop || (!srv->tcp_drv.active && !srv->unix_drv.active))
+        return;
+    srv->tcp_drv.again = srv->tcp_drv.active;
+    srv->unix_drv.again = srv->unix_drv.active;
+    if (!srv->idle_active) {
+        uv_idle_start(&srv->again_idle, on_again);
+        srv->idle_active = true;
+    }
+}
+
+static int watch_daemon(api_server *srv, struct api_driver *drv, struct MHD_Daemon **d) {
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(*d, MHD_DAEMON_INFO_EPOLL_FD);
     if (!info)
         return -EINVAL;
-    int r = uv_poll_init(srv->loop, p, info->epoll_fd);
+    int r = uv_poll_init(srv->loop, &drv->poll, info->epoll_fd);
     if (r < 0)
         return r;
-    p->data = srv;
-    uv_timer_init(srv->loop, t);
-    t->data = srv;
-    uv_poll_start(p, UV_READABLE, on_poll);
-    run_daemon(d, t);
+    drv->daemon = d;
+    drv->poll.data = srv;
+    uv_timer_init(srv->loop, &drv->timer);
+    drv->timer.data = drv;
+    drv->active = true;
+    uv_poll_start(&drv->poll, UV_READABLE, on_poll);
+    run_daemon(srv, drv);
     return 0;
+}
+
+static void unwatch_daemon(struct api_driver *drv) {
+    if (!drv->active)
+        return;
+    uv_poll_stop(&drv->poll);
+    uv_close((uv_handle_t *)&drv->poll, NULL);
+    uv_close((uv_handle_t *)&drv->timer, NULL);
+    drv->active = drv->again = drv->backing_off = false;
 }
 
 /* Parses "host:port", "[v6]:port" or ":port" into ss. */
@@ -467,6 +623,8 @@ static const unsigned base_flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MH
 int api_server_start(api_server *srv, uv_loop_t *loop, const tend_config *cfg, supervisor *sup,
                      char *err, size_t errlen) {
     srv->loop = loop;
+    uv_idle_init(loop, &srv->again_idle);
+    srv->again_idle.data = srv;
     srv->cfg = cfg;
     srv->sup = sup;
     srv->started_wall_ms = now_wall_ms();
@@ -500,11 +658,10 @@ int api_server_start(api_server *srv, uv_loop_t *loop, const tend_config *cfg, s
         snprintf(err, errlen, "control socket %s: cannot start the HTTP server", path);
         return -EIO;
     }
-    if ((r = watch_daemon(srv, srv->unix_d, &srv->unix_poll, &srv->unix_timer)) < 0) {
+    if ((r = watch_daemon(srv, &srv->unix_drv, &srv->unix_d)) < 0) {
         snprintf(err, errlen, "control socket: %s", uv_strerror(r));
         return r;
     }
-    srv->unix_active = true;
     if (cfg->api_listen && cfg->api_listen[0]) {
         struct sockaddr_storage ss;
         socklen_t sl;
@@ -521,28 +678,23 @@ int api_server_start(api_server *srv, uv_loop_t *loop, const tend_config *cfg, s
             snprintf(err, errlen, "api.listen %s: cannot listen (address in use?)", cfg->api_listen);
             return -EADDRINUSE;
         }
-        if ((r = watch_daemon(srv, srv->tcp, &srv->tcp_poll, &srv->tcp_timer)) < 0) {
+        if ((r = watch_daemon(srv, &srv->tcp_drv, &srv->tcp)) < 0) {
             snprintf(err, errlen, "api.listen: %s", uv_strerror(r));
             return r;
         }
-        srv->tcp_active = true;
     }
     return 0;
 }
 
 void api_server_stop(api_server *srv) {
+    defer_cancel_all(srv);
     events_hub_close(srv->events);
-    if (srv->tcp_active) {
-        uv_poll_stop(&srv->tcp_poll);
-        uv_close((uv_handle_t *)&srv->tcp_poll, NULL);
-        uv_close((uv_handle_t *)&srv->tcp_timer, NULL);
-        srv->tcp_active = false;
-    }
-    if (srv->unix_active) {
-        uv_poll_stop(&srv->unix_poll);
-        uv_close((uv_handle_t *)&srv->unix_poll, NULL);
-        uv_close((uv_handle_t *)&srv->unix_timer, NULL);
-        srv->unix_active = false;
+    unwatch_daemon(&srv->tcp_drv);
+    unwatch_daemon(&srv->unix_drv);
+    if (srv->again_idle.loop && !uv_is_closing((uv_handle_t *)&srv->again_idle)) {
+        uv_idle_stop(&srv->again_idle);
+        uv_close((uv_handle_t *)&srv->again_idle, NULL);
+        srv->idle_active = false;
     }
     if (srv->tcp)
         MHD_stop_daemon(srv->tcp);

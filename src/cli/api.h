@@ -44,9 +44,16 @@ typedef struct api_request {
     json_t *json;               /* the parsed body, or NULL when empty */
     int64_t start_us;
     int status;                 /* set by the reply helpers */
+    /* A deferred reply (api_defer): see below. */
+    bool deferred;
+    void (*resume)(struct api_request *req);
+    void (*cancel)(struct api_request *req);
+    void *defer_data;
+    struct api_request *defer_prev, *defer_next;
 } api_request;
 
 typedef void (*api_handler)(api_request *req);
+typedef void (*api_defer_fn)(api_request *req);
 
 enum {
     API_PUBLIC = 1 << 0,        /* no token needed (health, metrics, dashboard) */
@@ -78,9 +85,18 @@ struct api_server {
     supervisor *sup;
     char *token;                /* NULL: no token configured */
     struct MHD_Daemon *tcp, *unix_d;
-    uv_poll_t tcp_poll, unix_poll;
-    uv_timer_t tcp_timer, unix_timer;
-    bool tcp_active, unix_active;
+    /* How each daemon is driven from the loop (api.c, "the loop glue"). */
+    struct api_driver {
+        struct MHD_Daemon **daemon; /* &srv->tcp or &srv->unix_d */
+        uv_poll_t poll;             /* MHD's epoll descriptor */
+        uv_timer_t timer;           /* MHD_get_timeout(), or a back-off */
+        bool active;                /* handles initialised */
+        bool again;                 /* run on the next loop iteration */
+        bool backing_off;           /* poll stopped, timer armed */
+        unsigned zero_runs;         /* runs in a row after which MHD said "0 ms" */
+    } tcp_drv, unix_drv;
+    uv_idle_t again_idle;           /* runs the drivers flagged `again` */
+    bool idle_active;
     char *socket_path;
     int64_t started_wall_ms, started_mono_ms;
     api_stats stats;
@@ -102,19 +118,27 @@ struct api_server {
         struct MHD_Response *resp; /* shared by every reply (refcounted by MHD) */
     } health_cache, metrics_cache;
     bool shutdown_requested;
+    api_request *deferred;          /* suspended requests awaiting api_resume */
+    struct api_sessions *sessions;  /* api-sessions.c; set by the owner (NULL: 503) */
     int64_t shutdown_timeout_ms;    /* from the shutdown request, -1: default */
 };
 
 /*
- * Starts both listeners.  0 or -errno with a message in err (a busy port,
- * an unreadable token file).
+ * Starts both listeners.  0 or -errno with a message in err: -EINVAL for
+ * a configuration problem (a missing, unreadable or too short token file,
+ * an invalid api.listen: `tend up` exits 2), anything else for a runtime
+ * one (a busy port: exit 1).
  */
 int api_server_start(api_server *srv, uv_loop_t *loop, const tend_config *cfg, supervisor *sup,
                      char *err, size_t errlen);
 /* Stops accepting, closes every connection and the loop handles. */
 void api_server_stop(api_server *srv);
-/* Runs MHD now (after resuming a suspended connection). */
+/* Runs both daemons now.  Never from inside a request handler (MHD_run
+ * is not reentrant): use api_server_wake() there. */
 void api_server_kick(api_server *srv);
+/* Makes both daemons run on the next loop iteration: after resuming a
+ * suspended connection from any callback, including a request handler. */
+void api_server_wake(api_server *srv);
 
 #define API_CACHE_US 100000
 
@@ -131,6 +155,18 @@ void api_reply_text(api_request *req, int status, const char *content_type, char
 void api_reply_static(api_request *req, int status, const char *content_type, const char *text, size_t len);
 void api_error(api_request *req, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/*
+ * Deferred replies, for answers that wait for something (a store commit:
+ * "answered once durable").  A handler calls api_defer() instead of
+ * replying: the connection is suspended.  Later (on the loop, never from
+ * inside a handler of the same request) the owner calls api_resume(req,
+ * fn): the connection is resumed and fn(req) runs on MHD's next pass and
+ * must reply.  If the server stops first, cancel(req) runs instead (the
+ * owner must forget req; it is freed right after) and the client gets no
+ * answer.  data is the owner's, in req->defer_data.
+ */
+void api_defer(api_request *req, api_defer_fn cancel, void *data);
+void api_resume(api_request *req, api_defer_fn fn);
 /* The value of a query parameter, or NULL. */
 const char *api_query(api_request *req, const char *key);
 
@@ -147,11 +183,16 @@ extern const api_route api_services_routes[];
 extern const api_route api_metrics_routes[];
 extern const api_route api_events_routes[];
 extern const api_route api_dashboard_routes[];
+extern const api_route api_sessions_routes[];
 
 /* Shared JSON views of the supervisor's state (api-services.c). */
 json_t *api_service_json(const service *s, bool detail);
 const char *api_system_state(const supervisor *sup);
 json_t *api_health_json(api_server *srv, int *ret_http_status);
+/* A JSON string of text that may not be valid UTF-8 (client input,
+ * sd_notify texts, service output): invalid bytes become '?'. */
+json_t *api_json_text(const char *text);
+json_t *api_json_textn(const char *text, size_t len);
 /* RFC 3339 with milliseconds, UTC. */
 json_t *api_time_json(int64_t wall_ms);
 

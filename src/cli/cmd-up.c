@@ -47,7 +47,7 @@ static void on_output(void *data, const char *svc, size_t index, const char *lin
     /* `tend logs -f` and the dashboard read output from the event stream. */
     if (u->api_running && events_subscribers(u->api.events) > 0)
         events_publish(u->api.events, "service.output",
-                       json_pack("{s:s, s:s%, s:o}", "service", svc, "line", line, len, "ts", api_time_json(now_wall_ms())));
+                       json_pack("{s:s, s:o, s:o}", "service", svc, "line", api_json_textn(line, len), "ts", api_time_json(now_wall_ms())));
 }
 
 static void tell_parent(up_ctx *u, char verdict) {
@@ -291,7 +291,7 @@ static int run(int argc, char **argv) {
         supervisor_free(u.sup);
         uv_loop_close(&loop);
         tend_config_free(cfg);
-        return EXIT_RUNTIME;
+        return r == -EINVAL ? EXIT_USAGE : EXIT_RUNTIME; /* -EINVAL: the token file, api.listen */
     }
     u.api_running = true;
     log_info(NULL, "tend %s starting %s (%zu services, state in %s, api %s, socket %s)", TEND_VERSION_STRING,

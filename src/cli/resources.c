@@ -2,6 +2,7 @@
 #include "resources.h"
 
 #include <dirent.h>
+#include <stddef.h>
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,43 +86,101 @@ static void sample_self(self_usage *u) {
         u->max_fds = rl.rlim_cur;
 }
 
-/* The few NVML entry points we need, resolved at run time. */
+/*
+ * GPU memory through NVML, resolved at run time with dlopen() so that tend
+ * has no build or run dependency on the NVIDIA driver.  The library is
+ * libnvidia-ml.so.1, or $TEND_NVML_LIBRARY (tests load a fake one).
+ *
+ * Per device, the compute and the graphics process lists are read (a
+ * process with both kinds of context appears in both, with the same
+ * figure: it is counted once), and the memory of every process whose
+ * process group is a supervised service's is summed over all devices.
+ * NVML reports pids of the host's pid namespace: run in a container with
+ * its own pid namespace, tend sees none of them and reports 0.
+ */
 typedef int nvmlReturn_t;
 typedef struct nvmlDevice_st *nvmlDevice_t;
+#define NVML_SUCCESS 0
+#define NVML_ERROR_INSUFFICIENT_SIZE 7
+#define NVML_VALUE_NOT_AVAILABLE (~0ULL)
+/* nvmlProcessInfo_t as the _v2 and _v3 entry points fill it ... */
 typedef struct {
     unsigned int pid;
     unsigned long long usedGpuMemory;
     unsigned int gpuInstanceId;
     unsigned int computeInstanceId;
-} nvmlProcessInfo_t;
+} nvml_proc_v2;
+/* ... and as the original ones (drivers before R450) do. */
+typedef struct {
+    unsigned int pid;
+    unsigned long long usedGpuMemory;
+} nvml_proc_v1;
+typedef nvmlReturn_t (*nvml_procs_fn)(nvmlDevice_t, unsigned int *, void *);
+
+#define NVML_MAX_PROCS 65536    /* per device and list: a bound on the buffer */
 
 static struct {
     bool tried, ok;
-    nvmlReturn_t (*init)(void);
+    void *lib;
     nvmlReturn_t (*count)(unsigned int *);
     nvmlReturn_t (*handle)(unsigned int, nvmlDevice_t *);
-    nvmlReturn_t (*compute)(nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *);
-    nvmlReturn_t (*graphics)(nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *);
+    nvml_procs_fn procs[2];     /* compute, graphics */
+    size_t entry_size[2];
 } nvml;
+
+static void *sym(const char *const *names, size_t *which) {
+    for (size_t i = 0; names[i]; i++) {
+        void *p = dlsym(nvml.lib, names[i]);
+        if (p) {
+            if (which)
+                *which = i;
+            return p;
+        }
+    }
+    return NULL;
+}
 
 static bool nvml_load(void) {
     if (nvml.tried)
         return nvml.ok;
     nvml.tried = true;
-    void *h = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (!h)
+    const char *path = getenv("TEND_NVML_LIBRARY");
+    nvml.lib = dlopen(path && *path ? path : "libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!nvml.lib)
         return false;
-    *(void **)&nvml.init = dlsym(h, "nvmlInit_v2");
-    *(void **)&nvml.count = dlsym(h, "nvmlDeviceGetCount_v2");
-    *(void **)&nvml.handle = dlsym(h, "nvmlDeviceGetHandleByIndex_v2");
-    *(void **)&nvml.compute = dlsym(h, "nvmlDeviceGetComputeRunningProcesses_v3");
-    *(void **)&nvml.graphics = dlsym(h, "nvmlDeviceGetGraphicsRunningProcesses_v3");
-    if (!nvml.init || !nvml.count || !nvml.handle || !nvml.compute || nvml.init() != 0) {
-        dlclose(h);
+    static const char *const init_names[] = {"nvmlInit_v2", "nvmlInit", NULL};
+    static const char *const count_names[] = {"nvmlDeviceGetCount_v2", "nvmlDeviceGetCount", NULL};
+    static const char *const handle_names[] = {"nvmlDeviceGetHandleByIndex_v2", "nvmlDeviceGetHandleByIndex", NULL};
+    static const char *const proc_names[2][4] = {
+        {"nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses_v2",
+         "nvmlDeviceGetComputeRunningProcesses", NULL},
+        {"nvmlDeviceGetGraphicsRunningProcesses_v3", "nvmlDeviceGetGraphicsRunningProcesses_v2",
+         "nvmlDeviceGetGraphicsRunningProcesses", NULL},
+    };
+    nvmlReturn_t (*init)(void);
+    *(void **)&init = sym(init_names, NULL);
+    *(void **)&nvml.count = sym(count_names, NULL);
+    *(void **)&nvml.handle = sym(handle_names, NULL);
+    for (int k = 0; k < 2; k++) {
+        size_t which = 0;
+        *(void **)&nvml.procs[k] = sym(proc_names[k], &which);
+        nvml.entry_size[k] = which == 2 ? sizeof(nvml_proc_v1) : sizeof(nvml_proc_v2);
+    }
+    if (!init || !nvml.count || !nvml.handle || !nvml.procs[0] || init() != NVML_SUCCESS) {
+        dlclose(nvml.lib);
+        memset(&nvml, 0, sizeof(nvml));
+        nvml.tried = true;
         return false;
     }
     nvml.ok = true;
     return true;
+}
+
+void resources_gpu_reset(void) {
+    if (nvml.lib)
+        dlclose(nvml.lib); /* no nvmlShutdown: a test's fake, or never at run time */
+    memset(&nvml, 0, sizeof(nvml));
+    resources_gpu_memory_mb(NULL, 0, NULL);
 }
 
 static bool in_groups(unsigned int pid, const pid_t *pgids, size_t n) {
@@ -134,12 +193,84 @@ static bool in_groups(unsigned int pid, const pid_t *pgids, size_t n) {
     return false;
 }
 
+typedef struct gpu_proc {
+    unsigned int pid;
+    unsigned long long bytes;
+} gpu_proc;
+
+/* Appends one device's list k to *procs (one entry per pid, the larger
+ * figure kept).  The buffer grows when NVML says it is too small. */
+static int read_list(int k, nvmlDevice_t dev, gpu_proc **procs, size_t *n, size_t *cap) {
+    if (!nvml.procs[k])
+        return 0;
+    size_t es = nvml.entry_size[k];
+    unsigned int want = 64;
+    unsigned char *buf = NULL;
+    unsigned int cnt = 0;
+    nvmlReturn_t r = NVML_ERROR_INSUFFICIENT_SIZE;
+    for (int tries = 0; tries < 4 && r == NVML_ERROR_INSUFFICIENT_SIZE; tries++) {
+        unsigned char *b = realloc(buf, (size_t)want * es);
+        if (!b) {
+            free(buf);
+            return -1;
+        }
+        buf = b;
+        cnt = want;
+        r = nvml.procs[k](dev, &cnt, buf);
+        /* On INSUFFICIENT_SIZE cnt is the number needed; leave room for
+         * processes that start meanwhile. */
+        if (r == NVML_ERROR_INSUFFICIENT_SIZE) {
+            if (cnt >= NVML_MAX_PROCS)
+                break;
+            want = cnt + 16;
+        }
+    }
+    if (r != NVML_SUCCESS) {
+        free(buf);
+        return r == NVML_ERROR_INSUFFICIENT_SIZE ? -1 : 0;
+    }
+    for (unsigned int i = 0; i < cnt && i < want; i++) {
+        const unsigned char *e = buf + (size_t)i * es;
+        unsigned int pid;
+        unsigned long long bytes;
+        memcpy(&pid, e + offsetof(nvml_proc_v2, pid), sizeof(pid));
+        memcpy(&bytes, e + offsetof(nvml_proc_v2, usedGpuMemory), sizeof(bytes));
+        if (bytes == NVML_VALUE_NOT_AVAILABLE)
+            bytes = 0; /* e.g. without the permission to see it */
+        size_t j = 0;
+        while (j < *n && (*procs)[j].pid != pid)
+            j++;
+        if (j < *n) {
+            if (bytes > (*procs)[j].bytes)
+                (*procs)[j].bytes = bytes;
+            continue;
+        }
+        if (*n == *cap) {
+            size_t nc = *cap ? *cap * 2 : 64;
+            gpu_proc *p = realloc(*procs, nc * sizeof(*p));
+            if (!p) {
+                free(buf);
+                return -1;
+            }
+            *procs = p;
+            *cap = nc;
+        }
+        (*procs)[(*n)++] = (gpu_proc){pid, bytes};
+    }
+    free(buf);
+    return 0;
+}
+
 static bool gpu_sample(const pid_t *pgids, size_t n, double *ret_mb);
 
 bool resources_gpu_memory_mb(const pid_t *pgids, size_t n, double *ret_mb) {
     static bool cached_ok;
     static double cached_mb;
     static int64_t cached_us;
+    if (!ret_mb) { /* resources_gpu_reset() */
+        cached_us = 0;
+        return false;
+    }
     int64_t now = now_mono_us();
     if (cached_us == 0 || now - cached_us >= 1000000) {
         cached_ok = gpu_sample(pgids, n, &cached_mb);
@@ -150,29 +281,28 @@ bool resources_gpu_memory_mb(const pid_t *pgids, size_t n, double *ret_mb) {
 }
 
 static bool gpu_sample(const pid_t *pgids, size_t n, double *ret_mb) {
+    *ret_mb = 0;
     if (!nvml_load())
         return false;
     unsigned int devs = 0;
-    if (nvml.count(&devs) != 0)
+    if (nvml.count(&devs) != NVML_SUCCESS)
         return false;
     unsigned long long total = 0;
+    gpu_proc *procs = NULL;
+    size_t cap = 0;
     for (unsigned int d = 0; d < devs; d++) {
         nvmlDevice_t dev;
-        if (nvml.handle(d, &dev) != 0)
+        if (nvml.handle(d, &dev) != NVML_SUCCESS)
             continue;
-        nvmlReturn_t (*fns[2])(nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *) = {nvml.compute, nvml.graphics};
-        for (int k = 0; k < 2; k++) {
-            if (!fns[k])
-                continue;
-            nvmlProcessInfo_t infos[256];
-            unsigned int cnt = 256;
-            if (fns[k](dev, &cnt, infos) != 0)
-                continue;
-            for (unsigned int i = 0; i < cnt && i < 256; i++)
-                if (in_groups(infos[i].pid, pgids, n) && infos[i].usedGpuMemory != (unsigned long long)-1)
-                    total += infos[i].usedGpuMemory;
-        }
+        size_t np = 0;
+        for (int k = 0; k < 2; k++)
+            if (read_list(k, dev, &procs, &np, &cap) < 0)
+                break;
+        for (size_t i = 0; i < np; i++)
+            if (in_groups(procs[i].pid, pgids, n))
+                total += procs[i].bytes;
     }
+    free(procs);
     *ret_mb = (double)total / (1024.0 * 1024.0);
     return true;
 }

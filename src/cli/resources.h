@@ -28,8 +28,12 @@ void resources_self(self_usage *u);
 
 /*
  * GPU memory (MiB) used by processes whose process group is in pgids[],
- * summed over every GPU.  Returns false when NVML is unavailable.
+ * summed over every GPU, sampled at most once a second.  Returns false
+ * when NVML is unavailable (no libnvidia-ml.so.1, or its init fails):
+ * /health then says null.  $TEND_NVML_LIBRARY names another library.
  */
 bool resources_gpu_memory_mb(const pid_t *pgids, size_t n, double *ret_mb);
+/* Forgets the loaded library and the cached sample (for tests). */
+void resources_gpu_reset(void);
 
 #endif

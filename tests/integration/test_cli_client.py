@@ -41,29 +41,6 @@ def one_line_error(r):
     return lines[0]
 
 
-class Poker:
-    """Works around the event-stream wake-up bug (test_api.py
-    test_events_delivered_without_other_traffic): a request every 50 ms
-    over the unix socket makes the server resume suspended streams."""
-
-    def __init__(self, t):
-        self.stop_ev = threading.Event()
-        sock = t.path(".tend", "tend.sock")
-
-        def loop():
-            while not self.stop_ev.wait(0.05):
-                try:
-                    http_request("GET", "/health/live", unix=sock, timeout=1)
-                except OSError:
-                    pass
-        self.th = threading.Thread(target=loop, daemon=True)
-        self.th.start()
-
-    def stop(self):
-        self.stop_ev.set()
-        self.th.join(2)
-
-
 def streams(t):
     """tend_event_streams from /metrics (over the unix socket)."""
     st, _, text = http_request("GET", "/metrics", unix=t.path(".tend", "tend.sock"))
@@ -289,7 +266,6 @@ def test_logs_follow():
     wait_for(lambda: len(t.output("a")) >= 6, 5, what="service output")
     time.sleep(0.2)
     a_lines = [r.msg for r in t.output("a")]
-    poker = Poker(t)
     # A killed follower's stream is only released when tend next writes to
     # it, so count relative to what is open before each follower.
     n0 = streams(t)
@@ -319,7 +295,6 @@ def test_logs_follow():
     assert all(l.startswith(("a | ", "b | ")) for l in got), got
     p.kill()
     p.wait(timeout=5)
-    poker.stop()
     assert t.stop() == 0
 
 
