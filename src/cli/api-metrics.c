@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "api-sessions.h"
 #include "events.h"
 #include "histogram.h"
 #include "probe.h"
@@ -65,6 +66,18 @@ static void hist(strbuf *b, const char *name, const char *svc, const char *kind,
     strbuf_printf(b, "\",probe=\"%s\"} %llu\n", kind, (unsigned long long)h->count);
 }
 
+/* The session store (api-sessions.c); zeroes when it is not running. */
+static void sessions_metrics(strbuf *b, api_server *srv) {
+    session_store_stats st;
+    api_sessions_stats(srv->sessions, &st);
+    head(b, "tend_sessions", "gauge", "Live sessions in the session store.");
+    strbuf_printf(b, "tend_sessions %llu\n", (unsigned long long)st.count);
+    head(b, "tend_sessions_expired_total", "counter", "Sessions removed because their ttl ran out.");
+    strbuf_printf(b, "tend_sessions_expired_total %llu\n", (unsigned long long)st.expired_total);
+    head(b, "tend_sessions_evicted_total", "counter", "Sessions evicted because sessions.max_sessions was reached.");
+    strbuf_printf(b, "tend_sessions_evicted_total %llu\n", (unsigned long long)st.evicted_total);
+}
+
 static const char *probe_label(const service *s, int which) {
     if (which == 1)
         return "liveness";
@@ -121,6 +134,8 @@ char *api_metrics_text(api_server *srv, size_t *ret_len) {
     strbuf_printf(&b, "tend_http_requests_total %llu\n", (unsigned long long)srv->stats.requests_total);
     head(&b, "tend_event_streams", "gauge", "Open /api/v1/events streams.");
     strbuf_printf(&b, "tend_event_streams %u\n", events_subscribers(srv->events));
+
+    sessions_metrics(&b, srv);
 
     self_usage u;
     resources_self(&u);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "api-sessions.h"
 #include "cmd.h"
 #include "events.h"
 #include "config.h"
@@ -35,6 +36,10 @@ typedef struct up_ctx {
     int notify_fd;          /* --detach: tells the waiting parent the outcome */
     uv_signal_t sigint, sigterm, sighup;
     bool signals_open;
+    /* sessions: the session store, and the durable store it mirrors into
+     * with sessions.persist (NULL otherwise). */
+    api_sessions *sessions;
+    store *store;
 } up_ctx;
 
 static void on_log(void *data, int level, const char *svc, const char *msg) {
@@ -85,6 +90,8 @@ static void on_health(void *data, const service *s, service_health from) {
                              "to", service_health_name(s->health), "ts", api_time_json(now_wall_ms())));
 }
 
+static void sessions_stop(up_ctx *u);
+
 static void on_phase(void *data, supervisor_phase phase) {
     up_ctx *u = data;
     if (u->api_running)
@@ -97,6 +104,8 @@ static void on_phase(void *data, supervisor_phase phase) {
         api_server_stop(&u->api);
         uv_close((uv_handle_t *)&u->deferred, NULL);
     }
+    if (phase == PHASE_DONE) /* sessions: flush the durable store */
+        sessions_stop(u);
     if (phase == PHASE_STARTED)
         tell_parent(u, '0');
     else if (phase == PHASE_STOPPING || phase == PHASE_DONE) {
@@ -107,6 +116,46 @@ static void on_phase(void *data, supervisor_phase phase) {
             uv_close((uv_handle_t *)&u->sigterm, NULL);
             uv_close((uv_handle_t *)&u->sighup, NULL);
         }
+    }
+}
+
+/* sessions: the session store, and with sessions.persist the durable
+ * store opened to keep them (loading what it holds).  Exit code on error. */
+static int sessions_start(up_ctx *u, uv_loop_t *loop, const tend_config *cfg) {
+    int r;
+    if (cfg->sessions.persist) {
+        store_config sc = {.backend = STORE_BACKEND_SQLITE, .state_dir = cfg->state_dir};
+        char *msg = NULL;
+        if (mkdir_p(cfg->state_dir, 0700) < 0) {
+            cli_error("%s: %s", cfg->state_dir, strerror(errno));
+            return EXIT_RUNTIME;
+        }
+        r = store_open(loop, &sc, &u->store, &msg);
+        if (r < 0) {
+            cli_error("sessions.persist: cannot open the store: %s", msg ? msg : strerror(-r));
+            free(msg);
+            return EXIT_RUNTIME;
+        }
+    }
+    r = api_sessions_new(loop, &cfg->sessions, u->store, &u->sessions);
+    if (r >= 0)
+        r = api_sessions_load(u->sessions);
+    if (r < 0) {
+        cli_error("sessions: %s", strerror(-r));
+        return EXIT_RUNTIME;
+    }
+    if (u->store)
+        log_info(NULL, "sessions: %d loaded from the store", r);
+    u->api.sessions = u->sessions;
+    return 0;
+}
+
+static void sessions_stop(up_ctx *u) {
+    api_sessions_close(u->sessions);
+    u->api.sessions = NULL;
+    if (u->store) {
+        store_close(u->store, NULL, NULL);
+        u->store = NULL;
     }
 }
 
@@ -280,6 +329,17 @@ static int run(int argc, char **argv) {
     u.api.request_shutdown = api_request_shutdown;
     u.api.request_start = api_request_start;
     u.api.shutdown_timeout_ms = -1;
+    if (sessions_start(&u, &loop, cfg) != 0) { /* sessions */
+        uv_close((uv_handle_t *)&u.deferred, NULL);
+        tell_parent(&u, '1');
+        supervisor_shutdown(u.sup, "the session store failed to start", EXIT_RUNTIME, 1000);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        supervisor_free(u.sup);
+        api_sessions_free(u.sessions);
+        uv_loop_close(&loop);
+        tend_config_free(cfg);
+        return EXIT_RUNTIME;
+    }
     r = api_server_start(&u.api, &loop, cfg, u.sup, err, sizeof(err));
     if (r < 0) {
         cli_error("%s", err);
@@ -289,6 +349,7 @@ static int run(int argc, char **argv) {
         supervisor_shutdown(u.sup, "API failed to start", EXIT_USAGE, 1000);
         uv_run(&loop, UV_RUN_DEFAULT);
         supervisor_free(u.sup);
+        api_sessions_free(u.sessions);
         uv_loop_close(&loop);
         tend_config_free(cfg);
         return r == -EINVAL ? EXIT_USAGE : EXIT_RUNTIME; /* -EINVAL: the token file, api.listen */
@@ -305,6 +366,7 @@ static int run(int argc, char **argv) {
     int code = u.sup->exit_code;
     if (u.sup->failure[0])
         cli_error("startup failed: %s", u.sup->failure);
+    u.sessions = api_sessions_free(u.sessions);
     supervisor_free(u.sup);
     if (uv_loop_close(&loop) == UV_EBUSY)
         log_debug(NULL, "event loop closed with handles still open");
