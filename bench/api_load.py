@@ -35,9 +35,17 @@ class UnixHTTP(http.client.HTTPConnection):
         self.sock.connect(self.path_)
 
 
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
 def wrk(url, seconds=5):
     out = subprocess.run(["wrk", "-c", "32", "-t", "2", "-d", "%ds" % seconds, "--latency", url],
                          capture_output=True, text=True, check=True).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    if errors:
+        sys.exit("bench: wrk reported errors: %s" % errors.group(0))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     p99 = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
@@ -86,8 +94,13 @@ def main():
     with Tend(cfg) as t:
         t.wait_startup()
         sock = t.dir + "/.tend/tend.sock"
-        health = [wrk(base + "/health") for _ in range(3)]
-        metrics = [wrk(base + "/metrics") for _ in range(3)]
+        health, metrics, loads = [], [], []
+        for _ in range(3):
+            loads.append(loadavg())
+            health.append(wrk(base + "/health"))
+        for _ in range(3):
+            loads.append(loadavg())
+            metrics.append(wrk(base + "/metrics"))
         idle = restart_lags(t, sock, 10)
         load = []
         done = threading.Event()
@@ -115,6 +128,7 @@ def main():
     print(table(["route (wrk -c 32 -t 2, 5 s, median of 3)", "req/s", "p99 ms", "target", ""], rows))
     print("runs: /health %s; /metrics %s" % (
         ", ".join("%.0f/%.2fms" % r for r in health), ", ".join("%.0f/%.2fms" % r for r in metrics)))
+    print("1-minute loadavg before each run: %s" % ", ".join("%.2f" % l for l in loads))
     print()
     rows = [["idle", "%d" % statistics.median(idle), "%d..%d" % (min(idle), max(idle))],
             ["under wrk /health", "%d" % statistics.median(load), "%d..%d" % (min(load), max(load))]]

@@ -824,6 +824,101 @@ def test_expect_continue_does_not_freeze_loop():
         s.close()
 
 
+def _cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_expect_continue_with_body_and_idle_cpu():
+    """Expect: 100-continue with a real body gets "100 Continue" and then
+    its answer, over both listeners; while a request that announces a body
+    and never sends it is open, tend stays responsive and idle (no busy
+    loop: under 10 % of a core over 2 s)."""
+    t = api_tend('''
+        services:
+          a:
+            command: {a}
+        ''', a=cmd(name="a"))
+    wait_startup(t)
+    for unix in (False, True):
+        if unix:
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.connect(t.sock)
+        else:
+            c = socket.create_connection(("127.0.0.1", t.api_port))
+        c.settimeout(slow(5))
+        c.sendall(b"POST /api/v1/services/nope/restart HTTP/1.1\r\nHost: x\r\n"
+                  b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n{}")
+        raw = b""
+        while b"}}" not in raw:
+            d = c.recv(65536)
+            if not d:
+                break
+            raw += d
+        c.close()
+        assert raw.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), raw[:200]
+        rest = raw[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+        assert status_of(rest) == 404 and b"not_found" in rest, rest[:300]
+    stuck = []
+    for unix in (False, True):
+        if unix:
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.connect(t.sock)
+        else:
+            c = socket.create_connection(("127.0.0.1", t.api_port))
+        c.sendall(b"POST /api/v1/services/a/restart HTTP/1.1\r\nHost: x\r\n"
+                  b"Expect: 100-continue\r\nContent-Length: 10\r\n\r\n{")
+        stuck.append(c)
+    try:
+        time.sleep(0.3)
+        c0 = _cpu_ticks(t.proc.pid)
+        time.sleep(2)
+        used = (_cpu_ticks(t.proc.pid) - c0) / os.sysconf("SC_CLK_TCK")
+        assert used < 0.2, "tend used %.2f s of CPU in 2 s with a half-sent request open" % used
+        assert http_request("GET", t.base + "/health/live", timeout=2)[0] == 200
+        assert http_request("GET", "/health/live", unix=t.sock, timeout=2)[0] == 200
+        assert t.state("a") == "ready"
+    finally:
+        for c in stuck:
+            c.close()
+    assert t.stop() == 0
+
+
+def test_output_not_utf8_in_events():
+    """A service printing bytes that are not UTF-8: its service.output
+    events still arrive (invalid bytes as "?"), and so do later ones."""
+    t = api_tend('''
+        services:
+          p:
+            command: ["python3", "{dir}/out.py"]
+            ready: {notify: true, timeout: 10s}
+        ''', start=False)
+    with open(t.path("out.py"), "w") as f:
+        f.write(r'''
+import os, socket, sys, time
+addr = os.environ["NOTIFY_SOCKET"]
+if addr.startswith("@"):
+    addr = "\0" + addr[1:]
+socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"READY=1", addr)
+time.sleep(1.0)
+sys.stdout.buffer.write(b"caf\xe9 \xff\xfe \xed\xa0\x80 end\n")
+sys.stdout.buffer.write(b"plain after\n")
+sys.stdout.flush()
+time.sleep(120)
+''')
+    t.start()
+    wait_api(t)
+    ev = SSE(t, query="?types=service.output")
+    try:
+        got = ev.collect_until(lambda e: e["data"]["line"] == "plain after", timeout=15)
+        lines = [e["data"]["line"] for e in got]
+        assert "caf? ?? ??? end" in lines, lines
+    finally:
+        ev.close()
+        t.stop()
+
+
 NOTIFY_STATUS_PY = r'''
 import os, socket, time
 addr = os.environ["NOTIFY_SOCKET"]
@@ -1228,6 +1323,8 @@ if __name__ == "__main__":
         test_non_utf8_path_is_404,
         test_status_text_not_utf8,
         test_expect_continue_does_not_freeze_loop,
+        test_expect_continue_with_body_and_idle_cpu,
+        test_output_not_utf8_in_events,
         test_token_rules,
         test_token_file_problems,
         test_non_loopback_needs_token,

@@ -315,6 +315,24 @@ def test_down():
     check(tend(["down", "--timeout", "soon"], config=t.config_path), 2, err=r"invalid duration")
 
 
+def test_down_refused_while_starting():
+    """tend down while a service is still starting: refused with the API's
+    message, exit 1; tend goes on and starts; then tend down works."""
+    t = Tend('''
+        services:
+          slow:
+            command: {c}
+            ready: {notify: true, timeout: 30s}
+        ''', c=cmd("--notify", "--ready-delay", "3", name="slow"))
+    t.wait_log(r"^spawned pid", service="slow")
+    r = check(tend(["down"], config=t.config_path), 1)
+    assert "system is starting" in one_line_error(r) and "400" in r.stderr, r.stderr
+    assert t.running()
+    t.wait_log(r"^startup complete", timeout=20)
+    check(tend(["down"], config=t.config_path), 0, err=r"stopping tracked processes: slow")
+    assert t.wait_exit() == 0
+
+
 def test_down_over_tcp():
     """tend down --url with TEND_TOKEN: no pid to watch, so it waits for the
     event stream to end."""
@@ -416,6 +434,7 @@ if __name__ == "__main__":
         test_logs,
         test_logs_follow,
         test_down,
+        test_down_refused_while_starting,
         test_down_over_tcp,
         test_url_and_token,
         test_no_instance_exit_3,
