@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <tend/common.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -181,22 +183,22 @@ typedef struct tend_config {
  * fills the string defaults of tend_config (name, state_dir, api_listen,
  * store).
  */
-void tend_probe_spec_init(tend_probe_spec *p, bool liveness);
-void tend_stage_spec_init(tend_stage_spec *st);
-void tend_service_spec_init(tend_service_spec *s);
-void tend_queue_spec_init(tend_queue_spec *q);
-void tend_config_init(tend_config *c);
+TEND_EXPORT void tend_probe_spec_init(tend_probe_spec *p, bool liveness);
+TEND_EXPORT void tend_stage_spec_init(tend_stage_spec *st);
+TEND_EXPORT void tend_service_spec_init(tend_service_spec *s);
+TEND_EXPORT void tend_queue_spec_init(tend_queue_spec *q);
+TEND_EXPORT void tend_config_init(tend_config *c);
 
 /*
  * _clear releases what a struct owns and zeroes it (it must be
  * re-initialised before reuse); NULL-safe.  tend_config_free() releases a
  * heap-allocated config and everything it owns; NULL-safe.
  */
-void tend_service_spec_clear(tend_service_spec *s);
-void tend_probe_spec_clear(tend_probe_spec *p);
-void tend_stage_spec_clear(tend_stage_spec *st);
-void tend_queue_spec_clear(tend_queue_spec *q);
-void tend_config_free(tend_config *c);
+TEND_EXPORT void tend_service_spec_clear(tend_service_spec *s);
+TEND_EXPORT void tend_probe_spec_clear(tend_probe_spec *p);
+TEND_EXPORT void tend_stage_spec_clear(tend_stage_spec *st);
+TEND_EXPORT void tend_queue_spec_clear(tend_queue_spec *q);
+TEND_EXPORT void tend_config_free(tend_config *c);
 
 #ifdef __cplusplus
 }
