@@ -25,6 +25,7 @@
 static const api_route *const route_groups[] = {
     api_health_routes, api_system_routes, api_services_routes,
     api_metrics_routes, api_events_routes, api_dashboard_routes,
+    api_tasks_routes,
 };
 
 /* ---- routing ---- */

@@ -120,6 +120,7 @@ struct api_server {
     bool shutdown_requested;
     api_request *deferred;          /* suspended requests awaiting api_resume */
     struct api_sessions *sessions;  /* api-sessions.c; set by the owner (NULL: 503) */
+    struct task_engine *engine;     /* api-tasks.c; set by the owner (NULL: no queues) */
     int64_t shutdown_timeout_ms;    /* from the shutdown request, -1: default */
 };
 
@@ -184,6 +185,7 @@ extern const api_route api_metrics_routes[];
 extern const api_route api_events_routes[];
 extern const api_route api_dashboard_routes[];
 extern const api_route api_sessions_routes[];
+extern const api_route api_tasks_routes[];
 
 /* Shared JSON views of the supervisor's state (api-services.c). */
 json_t *api_service_json(const service *s, bool detail);

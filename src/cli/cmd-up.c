@@ -13,6 +13,7 @@
 
 #include "api.h"
 #include "api-sessions.h"
+#include "task-engine.h"
 #include "cmd.h"
 #include "events.h"
 #include "config.h"
@@ -40,6 +41,9 @@ typedef struct up_ctx {
      * with sessions.persist (NULL otherwise). */
     api_sessions *sessions;
     store *store;
+    /* tasks: the engine over u->store (opened when tasks: has queues). */
+    task_engine *engine;
+    bool engine_held;
 } up_ctx;
 
 static void on_log(void *data, int level, const char *svc, const char *msg) {
@@ -91,9 +95,12 @@ static void on_health(void *data, const service *s, service_health from) {
 }
 
 static void sessions_stop(up_ctx *u);
+static void tasks_stop(up_ctx *u);
 
 static void on_phase(void *data, supervisor_phase phase) {
     up_ctx *u = data;
+    if (phase == PHASE_STOPPING) /* tasks: stop accepting, drain, requeue */
+        tasks_stop(u);
     if (u->api_running)
         api_server_touch(&u->api);
     if (u->api_running)
@@ -123,7 +130,7 @@ static void on_phase(void *data, supervisor_phase phase) {
  * store opened to keep them (loading what it holds).  Exit code on error. */
 static int sessions_start(up_ctx *u, uv_loop_t *loop, const tend_config *cfg) {
     int r;
-    if (cfg->sessions.persist) {
+    if (cfg->sessions.persist && !u->store) {
         store_config sc = {.backend = STORE_BACKEND_SQLITE, .state_dir = cfg->state_dir};
         char *msg = NULL;
         if (mkdir_p(cfg->state_dir, 0700) < 0) {
@@ -137,14 +144,14 @@ static int sessions_start(up_ctx *u, uv_loop_t *loop, const tend_config *cfg) {
             return EXIT_RUNTIME;
         }
     }
-    r = api_sessions_new(loop, &cfg->sessions, u->store, &u->sessions);
+    r = api_sessions_new(loop, &cfg->sessions, cfg->sessions.persist ? u->store : NULL, &u->sessions);
     if (r >= 0)
         r = api_sessions_load(u->sessions);
     if (r < 0) {
         cli_error("sessions: %s", strerror(-r));
         return EXIT_RUNTIME;
     }
-    if (u->store)
+    if (cfg->sessions.persist)
         log_info(NULL, "sessions: %d loaded from the store", r);
     u->api.sessions = u->sessions;
     return 0;
@@ -157,6 +164,113 @@ static void sessions_stop(up_ctx *u) {
         store_close(u->store, NULL, NULL);
         u->store = NULL;
     }
+}
+
+/* ---- tasks: the store, RECOVER, the engine (SPEC 4 steps 2-3) ---- */
+
+static void on_task_log(void *data, int level, const char *queue, const char *msg) {
+    if (queue)
+        log_msg(level, NULL, "queue %s: %s", queue, msg);
+    else
+        log_msg(level, NULL, "tasks: %s", msg);
+}
+
+static void on_task_state(void *data, const char *id, const char *queue, store_task_state from, store_task_state to) {
+    up_ctx *u = data;
+    if (!u->api_running || events_subscribers(u->api.events) == 0)
+        return;
+    const char *f = store_task_state_to_string(from);
+    events_publish(u->api.events, "task.state",
+                   json_pack("{s:s, s:s, s:o, s:s, s:o}", "id", id, "queue", queue, "from",
+                             f ? json_string(f) : json_null(), "to", store_task_state_to_string(to), "ts",
+                             api_time_json(now_wall_ms())));
+}
+
+typedef struct recover_wait {
+    bool done;
+    int result;
+} recover_wait;
+
+static void on_recovered(store_op *op, int result) {
+    recover_wait *w = op->userdata;
+    w->done = true;
+    w->result = result;
+}
+
+/* Opens <state_dir>/tend.db, requeues what a crash left running and
+ * starts the engine; nothing at all without queues (no database file).
+ * Exit code on error. */
+static int tasks_start(up_ctx *u, uv_loop_t *loop, const tend_config *cfg) {
+    if (cfg->tasks.n_queues == 0)
+        return 0;
+    if (cfg->store && strcmp(cfg->store, "sqlite") != 0) {
+        cli_error("store: only \"sqlite\" is supported by this build (got \"%s\")", cfg->store);
+        return EXIT_USAGE;
+    }
+    if (mkdir_p(cfg->state_dir, 0700) < 0) {
+        cli_error("%s: %s", cfg->state_dir, strerror(errno));
+        return EXIT_RUNTIME;
+    }
+    store_config sc = {.backend = STORE_BACKEND_SQLITE, .state_dir = cfg->state_dir};
+    char *msg = NULL;
+    int r = store_open(loop, &sc, &u->store, &msg);
+    if (r < 0) {
+        cli_error("tasks: cannot open the store: %s", msg ? msg : strerror(-r));
+        free(msg);
+        return EXIT_RUNTIME;
+    }
+    /* RECOVER before anything dispatches: the loop runs only this op. */
+    recover_wait w = {0};
+    store_op op = {.kind = STORE_OP_RECOVER, .done = on_recovered, .userdata = &w};
+    op.recover.now = now_wall_ms();
+    if ((r = store_submit(u->store, &op)) < 0) {
+        cli_error("tasks: cannot recover: %s", strerror(-r));
+        return EXIT_RUNTIME;
+    }
+    while (!w.done)
+        uv_run(loop, UV_RUN_ONCE);
+    if (w.result < 0) {
+        cli_error("tasks: recovering the tasks left running failed: %s", strerror(-w.result));
+        return EXIT_RUNTIME;
+    }
+    if (op.recover.ret_requeued || op.recover.ret_dead)
+        log_warn(NULL, "tasks: %zu tasks left running by the last run requeued, %zu on their last attempt now dead",
+                    op.recover.ret_requeued, op.recover.ret_dead);
+    task_engine_config ec = {.loop = loop, .store = u->store, .spec = &cfg->tasks, .reaper = &u->sup->reaper,
+                             .cwd = cfg->dir, .cb = {.data = u, .log = on_task_log, .state_changed = on_task_state}};
+    char err[512] = "";
+    if ((r = task_engine_new(&ec, &u->engine, err, sizeof(err))) < 0 || (r = task_engine_start(u->engine)) < 0) {
+        cli_error("tasks: %s", err[0] ? err : strerror(-r));
+        return EXIT_RUNTIME;
+    }
+    u->api.engine = u->engine;
+    log_info(NULL, "tasks: %zu queue%s, %d workers, store %s", cfg->tasks.n_queues, cfg->tasks.n_queues == 1 ? "" : "s",
+             cfg->tasks.workers, store_backend_name(u->store));
+    return 0;
+}
+
+static void on_engine_stopped(void *data) {
+    up_ctx *u = data;
+    if (u->engine_held) {
+        u->engine_held = false;
+        supervisor_release_shutdown(u->sup);
+    }
+}
+
+/* Shutdown: the engine answers parked reserves, lets running tasks finish
+ * until shortly before the hard deadline, requeues the rest; services
+ * stop meanwhile; the supervisor waits for it (the reaper must outlive
+ * the tasks' processes), then the store is flushed and closed. */
+static void tasks_stop(up_ctx *u) {
+    if (!u->engine || task_engine_stopping(u->engine))
+        return;
+    int64_t to = u->sup->shutdown_timeout_ms;
+    if (u->api.shutdown_timeout_ms >= 0)
+        to = u->api.shutdown_timeout_ms;
+    int64_t deadline = MAX(to - 1000, to / 2);
+    u->engine_held = true;
+    supervisor_hold_shutdown(u->sup);
+    task_engine_shutdown(u->engine, deadline, on_engine_stopped, u);
 }
 
 static void on_deferred(uv_timer_t *t) {
@@ -329,6 +443,24 @@ static int run(int argc, char **argv) {
     u.api.request_shutdown = api_request_shutdown;
     u.api.request_start = api_request_start;
     u.api.shutdown_timeout_ms = -1;
+    if ((r = tasks_start(&u, &loop, cfg)) != 0) { /* tasks */
+        uv_close((uv_handle_t *)&u.deferred, NULL);
+        tell_parent(&u, '1');
+        if (u.engine) {
+            task_engine_shutdown(u.engine, 0, NULL, NULL);
+        }
+        supervisor_shutdown(u.sup, "the task engine failed to start", r, 1000);
+        if (u.store) {
+            store_close(u.store, NULL, NULL);
+            u.store = NULL;
+        }
+        uv_run(&loop, UV_RUN_DEFAULT);
+        u.engine = task_engine_free(u.engine);
+        supervisor_free(u.sup);
+        uv_loop_close(&loop);
+        tend_config_free(cfg);
+        return r;
+    }
     if (sessions_start(&u, &loop, cfg) != 0) { /* sessions */
         uv_close((uv_handle_t *)&u.deferred, NULL);
         tell_parent(&u, '1');
@@ -367,6 +499,7 @@ static int run(int argc, char **argv) {
     if (u.sup->failure[0])
         cli_error("startup failed: %s", u.sup->failure);
     u.sessions = api_sessions_free(u.sessions);
+    u.engine = task_engine_free(u.engine);
     supervisor_free(u.sup);
     if (uv_loop_close(&loop) == UV_EBUSY)
         log_debug(NULL, "event loop closed with handles still open");

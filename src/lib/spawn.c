@@ -81,7 +81,8 @@ static int child_main(void *arg) {
 
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     int out = o->out_fd >= 0 ? o->out_fd : devnull;
-    if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+    int in = o->in_fd > 2 ? o->in_fd : devnull;
+    if (devnull < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
         child_fail(a, STEP_DUP);
     if (a->errfd >= 0) {
         /* Keep the (close-on-exec) error pipe, as fd 3, past the sweep. */

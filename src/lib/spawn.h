@@ -21,6 +21,7 @@ typedef struct spawn_opts {
     char *const *envp;      /* complete environment */
     const char *cwd;        /* NULL: inherit */
     int out_fd;             /* stdout and stderr; -1: /dev/null */
+    int in_fd;              /* stdin: a descriptor > 2, or 0 (the default) for /dev/null */
     bool has_user;
     uid_t uid;
     gid_t gid;

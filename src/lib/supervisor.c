@@ -156,8 +156,15 @@ static void progress_shutdown(supervisor *sup) {
         if (s->state != SVC_STOPPING && dependents_down(sup, s))
             service_dispatch(s, EV_STOP, sup->stop_reason);
     }
-    if (all_down)
+    if (all_down && sup->shutdown_holds == 0)
         finish(sup, true);
+}
+
+void supervisor_hold_shutdown(supervisor *sup) { sup->shutdown_holds++; }
+
+void supervisor_release_shutdown(supervisor *sup) {
+    if (sup->shutdown_holds > 0 && --sup->shutdown_holds == 0 && sup->phase == PHASE_STOPPING)
+        progress_shutdown(sup);
 }
 
 static void on_deadline(uv_timer_t *t);

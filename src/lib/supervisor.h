@@ -57,6 +57,9 @@ typedef struct supervisor {
     uv_timer_t deadline;
     uv_signal_t sig_int, sig_term;
     int exit_code;
+    /* Work of the owner that must end before shutdown completes (the task
+     * engine draining): supervisor_hold_shutdown/_release_shutdown. */
+    unsigned shutdown_holds;
     int64_t shutdown_timeout_ms;    /* deadline when startup fails (default 30s) */
     int64_t created_ms, start_ms, started_ms, stop_ms;
     char failure[1024];      /* why startup failed, or "" */
@@ -79,6 +82,11 @@ int supervisor_start(supervisor *sup);
 /* Graceful shutdown; deadline_ms bounds it (then SIGKILL to everything).
  * Idempotent.  exit_code is what the run ends with. */
 void supervisor_shutdown(supervisor *sup, const char *reason, int exit_code, int64_t deadline_ms);
+/* While held, a shutdown whose services are all down waits (the reaper
+ * and the process stay up) until the last release; the hard deadline
+ * still ends it. */
+void supervisor_hold_shutdown(supervisor *sup);
+void supervisor_release_shutdown(supervisor *sup);
 /* Skips to the deadline's SIGKILL (a second Ctrl-C). */
 void supervisor_hurry(supervisor *sup);
 /* Frees after the loop has drained (call once phase is PHASE_DONE). */
