@@ -86,8 +86,8 @@ static int add_opt(int opt, const char *arg, void *data) {
         return 0;
     case 'r': o->run_at = arg; return 0;
     case 'm':
-        if (parse_int(arg, 1, 1000000, &o->max_attempts) < 0) {
-            cli_error("invalid --max-attempts \"%s\" (a number from 1)", arg);
+        if (parse_int(arg, 1, 1000, &o->max_attempts) < 0) {
+            cli_error("invalid --max-attempts \"%s\" (1 to 1000)", arg);
             return EXIT_USAGE;
         }
         return 0;

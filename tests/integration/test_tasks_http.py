@@ -1,0 +1,161 @@
+"""HTTP task handlers (SPEC 5): tend POSTs the task JSON; 2xx succeeds,
+4xx other than 408/429 is permanent (dead at once), 5xx is retried, 429
+with Retry-After waits that long.  And the pull protocol: reserve with a
+long poll (204 when nothing comes), ack, nack with retry_in, touch, and
+redelivery when a lease expires."""
+
+import http.server
+import threading
+
+from harness import *
+from taskutil import *
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(n) or b"null")
+        srv = self.server
+        with srv.lock:
+            srv.calls.append((time.time(), self.path, body, self.headers.get("Content-Type")))
+            count = len([c for c in srv.calls if c[1] == self.path])
+        code, hdrs, out = 200, {}, b'{"ok":true}'
+        if self.path == "/bad":
+            code = 400
+        elif self.path == "/err":
+            code = 500 if count < 3 else 200
+        elif self.path == "/busy":
+            code, hdrs = (429, {"Retry-After": "2"}) if count == 1 else (200, {})
+        elif self.path == "/timeout":
+            code = 408
+        elif self.path == "/batch":
+            failed = [t["id"] for t in body["batch"] if (t.get("payload") or {}).get("fail")]
+            out = json.dumps({"failed": failed}).encode()
+        self.send_response(code)
+        for k, v in hdrs.items():
+            self.send_header(k, v)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+
+def server():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.calls = []
+    srv.lock = threading.Lock()
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_http_handler():
+    srv = server()
+    base = "http://127.0.0.1:%d" % srv.server_address[1]
+    t = task_tend('''
+        queues:
+          ok: {handler: {http: "%(b)s/ok"}}
+          bad: {handler: {http: "%(b)s/bad"}, max_attempts: 5}
+          err: {handler: {http: "%(b)s/err"}, max_attempts: 5, backoff: {base: 100ms, max: 200ms, jitter: 0}}
+          busy: {handler: {http: "%(b)s/busy"}, max_attempts: 5, backoff: {base: 50ms, max: 50ms, jitter: 0}}
+          to: {handler: {http: "%(b)s/timeout"}, max_attempts: 2, backoff: {base: 50ms, max: 50ms, jitter: 0}}
+          batch: {handler: {http: "%(b)s/batch"}, batch: {size: 4, max_wait: 200ms}, max_attempts: 1}
+        ''' % {"b": base})
+    try:
+        ok = submit(t, "ok", {"payload": {"x": 1}})["id"]
+        bad = submit(t, "bad", {"payload": {}})["id"]
+        err = submit(t, "err", {"payload": {}})["id"]
+        busy = submit(t, "busy", {"payload": {}})["id"]
+        to = submit(t, "to", {"payload": {}})["id"]
+        bt = [x["id"] for x in submit(t, "batch", [{"payload": {"fail": i == 1}} for i in range(4)])]
+        wait_task(t, ok, "succeeded")
+        with srv.lock:
+            c = [c for c in srv.calls if c[1] == "/ok"][0]
+        assert c[2]["id"] == ok and c[2]["queue"] == "ok" and c[2]["attempt"] == 1 and c[2]["payload"] == {"x": 1}, c
+        assert c[3].startswith("application/json"), c
+        task = wait_task(t, bad, "dead")
+        assert task["attempts"] == 1, "a 400 is permanent: %s" % task
+        assert wait_task(t, err, "succeeded", timeout=20)["attempts"] == 3
+        task = wait_task(t, busy, "succeeded", timeout=20)
+        with srv.lock:
+            bc = [c[0] for c in srv.calls if c[1] == "/busy"]
+        assert len(bc) == 2 and bc[1] - bc[0] >= 1.8, "Retry-After 2 honoured? gaps %s" % bc
+        assert wait_task(t, to, "dead", timeout=20)["attempts"] == 2, "408 is retried"
+        wait_task(t, bt[1], "dead")
+        for i in (0, 2, 3):
+            wait_task(t, bt[i], "succeeded")
+    finally:
+        srv.shutdown()
+    assert t.stop() == 0
+
+
+def reserve(t, queue, wait="0s", timeout=30):
+    st, js, text = api(t, "POST", "/api/v1/queues/%s/reserve?wait=%s" % (queue, wait), timeout=timeout)
+    assert st in (200, 204), "reserve: HTTP %d %s" % (st, text)
+    return tasks_of(js)[0] if st == 200 else None
+
+
+def test_pull_protocol():
+    t = task_tend('''
+        queues:
+          jobs: {handler: pull, timeout: 2s, max_attempts: 3, backoff: {base: 100ms, max: 100ms, jitter: 0}}
+          other: {handler: {exec: ["true"]}}
+        ''')
+    # Empty: 204 after the wait (a long poll, not at once).
+    t0 = time.monotonic()
+    assert reserve(t, "jobs", "1s") is None
+    assert time.monotonic() - t0 >= 0.9
+    assert api(t, "POST", "/api/v1/queues/other/reserve?wait=0s")[0] in (400, 409), "reserve on an exec queue"
+    # A submission during a long poll answers it at once.
+    got = {}
+    th = threading.Thread(target=lambda: got.update(task=reserve(t, "jobs", "20s")))
+    t0 = time.monotonic()
+    th.start()
+    time.sleep(slow(0.4))
+    a = submit(t, "jobs", {"payload": {"n": 1}})["id"]
+    th.join(slow(10))
+    assert got.get("task") and got["task"]["id"] == a, got
+    assert time.monotonic() - t0 < slow(5), "the parked reserve was not woken"
+    assert got["task"]["payload"] == {"n": 1} and get_task(t, a)["state"] == "running"
+    st, js, _ = api(t, "POST", "/api/v1/tasks/%s/ack" % a)
+    assert st == 200 and get_task(t, a)["state"] == "succeeded", st
+    assert api(t, "POST", "/api/v1/tasks/%s/ack" % a)[0] == 409, "ack of a finished task"
+
+    # nack with retry_in: back after that long, attempt 2.
+    b = submit(t, "jobs", {"payload": {"n": 2}})["id"]
+    assert reserve(t, "jobs")["id"] == b
+    st, js, text = api(t, "POST", "/api/v1/tasks/%s/nack" % b, {"error": "try later", "retry_in": "1s"})
+    assert st == 200, (st, text)
+    task = get_task(t, b)
+    assert task["state"] == "scheduled" and "try later" in json.dumps(task), task
+    assert reserve(t, "jobs") is None
+    t0 = time.monotonic()
+    again = reserve(t, "jobs", "5s")
+    assert again and again["id"] == b and time.monotonic() - t0 >= 0.5, again
+    assert get_task(t, b)["attempts"] == 2
+
+    # touch keeps the lease beyond the timeout (2s).
+    for _ in range(3):
+        time.sleep(1)
+        st, _, text = api(t, "POST", "/api/v1/tasks/%s/touch" % b)
+        assert st == 200, (st, text)
+    assert get_task(t, b)["state"] == "running" and get_task(t, b)["attempts"] == 2
+    # Stop touching: the lease expires and the task is delivered again.
+    t0 = time.monotonic()
+    third = reserve(t, "jobs", "10s", timeout=20)
+    assert third and third["id"] == b, third
+    assert time.monotonic() - t0 >= 1.0, "redelivered before the lease expired"
+    assert get_task(t, b)["attempts"] == 3
+    assert api(t, "POST", "/api/v1/tasks/%s/ack" % b)[0] == 200
+    # nack of the last attempt: dead.
+    c = submit(t, "jobs", {"payload": {}, "max_attempts": 1})["id"]
+    assert reserve(t, "jobs")["id"] == c
+    assert api(t, "POST", "/api/v1/tasks/%s/nack" % c, {"error": "no"})[0] == 200
+    assert get_task(t, c)["state"] == "dead"
+    assert t.stop() == 0
+
+
+if __name__ == "__main__":
+    run([test_http_handler, test_pull_protocol])
