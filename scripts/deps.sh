@@ -5,7 +5,7 @@
 set -eu
 PKGS="build-essential meson ninja-build pkg-config python3 libuv1-dev libmicrohttpd-dev
 libcurl4-openssl-dev libjansson-dev libyaml-dev libsqlite3-dev libpq-dev libcmocka-dev"
-[ "${1:-}" = "--bench" ] && PKGS="$PKGS wrk valgrind beanstalkd"
+[ "${1:-}" = "--bench" ] && PKGS="$PKGS wrk valgrind beanstalkd redis-server"
 [ "${1:-}" = "--test" ] && PKGS="$PKGS valgrind"
 missing=""
 for p in $PKGS; do
