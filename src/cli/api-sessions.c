@@ -45,6 +45,7 @@ typedef struct pend {
     int status;       /* what to answer once durable: 200, 201, 204 */
     session_info info;
     int result;
+    bool completed; /* the store op is done */
     char buf[]; /* key NUL [value NUL] */
 } pend;
 
@@ -125,15 +126,20 @@ static void answer_durable(api_request *req) {
     free(p);
 }
 
+/* The request goes away unanswered (server stop, client gone). */
 static void cancel_durable(api_request *req) {
     pend *p = req->defer_data;
-    p->req = NULL; /* the op completes later and frees p */
+    if (p->completed)
+        free(p); /* answer_durable will not run */
+    else
+        p->req = NULL; /* on_durable frees p */
 }
 
 static void on_durable(store_op *op, int result) {
     pend *p = op->userdata;
     store_op_clear(op);
     p->result = result;
+    p->completed = true;
     if (p->req)
         api_resume(p->req, answer_durable); /* answer_durable frees p */
     else

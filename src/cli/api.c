@@ -25,7 +25,7 @@
 static const api_route *const route_groups[] = {
     api_health_routes, api_system_routes, api_services_routes,
     api_metrics_routes, api_events_routes, api_dashboard_routes,
-    api_tasks_routes,
+    api_sessions_routes, api_tasks_routes,
 };
 
 /* ---- routing ---- */
@@ -395,8 +395,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     api_request *req = *con_cls;
     if (!req)
         return;
-    if (req->deferred) { /* never resumed (cannot happen: defensive) */
+    if (req->deferred || req->resume) {
+        /* Suspended and never resumed (defensive), or resumed but the
+         * client went away before the reply: the owner lets go. */
         defer_unlink(req);
+        req->deferred = false;
+        req->resume = NULL;
         if (req->cancel)
             req->cancel(req);
     }
