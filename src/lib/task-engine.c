@@ -993,8 +993,12 @@ static void on_claim(store_op *op, int result) {
         q->maybe_ready = false;
     if (c->trial && n == 0)
         breaker_release(&q->br);
-    if (q->spec->rate_per_sec > 0 && n > 0)
-        (void)token_bucket_take(&q->tb, now_mono_ms(), (unsigned)n);
+    /* Tokens are taken for what was claimed; a shortfall of a fraction
+     * of a token (time passed between pump and here) is taken as one
+     * oversize take, keeping the long-run rate. */
+    if (q->spec->rate_per_sec > 0 && n > 0 && !token_bucket_take(&q->tb, now_mono_ms(), (unsigned)n))
+        for (size_t i = 0; i < n; i++)
+            (void)token_bucket_take(&q->tb, now_mono_ms(), 1);
     if (e->stopping) {
         /* Claimed while stopping: put them back untouched. */
         for (size_t i = 0; i < n; i++)
@@ -1202,11 +1206,13 @@ static void pump(tq *q) {
         n = 1;
     }
     if (q->spec->rate_per_sec > 0) {
-        double avail = token_bucket_available(&q->tb, now_mono);
-        if (avail < 1.0)
+        /* The bucket's own test, not a float comparison here: a token
+         * that is 0.9999999 available must not leave us without a timer. */
+        if (token_bucket_wait_ms(&q->tb, now_mono, 1) > 0)
             goto arm;
+        double avail = token_bucket_available(&q->tb, now_mono);
         if (!as_batch)
-            n = MIN(n, (size_t)avail);
+            n = MIN(n, MAX((size_t)(avail + 1e-6), (size_t)1));
     }
     bool trial = false;
     if (q->br.threshold) {
