@@ -562,6 +562,33 @@ void session_store_work(session_store *s, uint64_t *ret_probes, uint64_t *ret_he
     unlock(s);
 }
 
+int session_store_check(session_store *s) {
+    int r = 0;
+    size_t n = 0, bytes = 0;
+    lock(s);
+    for (size_t i = 0; i <= s->mask; i++) {
+        sess *e = s->slots[i];
+        if (!e)
+            continue;
+        n++;
+        bytes += (size_t)e->key_len + e->value_len;
+        /* No empty slot between its home and where it sits. */
+        for (size_t j = (size_t)e->hash & s->mask; j != i; j = (j + 1) & s->mask)
+            if (!s->slots[j])
+                r = -EUCLEAN;
+        if (e->hash != hash_key(s, e->data, e->key_len) || e->heap_idx >= s->count ||
+            s->heap[e->heap_idx] != e)
+            r = -EUCLEAN;
+    }
+    for (size_t i = 1; i < s->count; i++)
+        if (s->heap[(i - 1) / 2]->expires_ms > s->heap[i]->expires_ms)
+            r = -EUCLEAN;
+    if (n != s->count || bytes != s->bytes || (s->count + 1) * 4 > (s->mask + 1) * 3 + 4)
+        r = -EUCLEAN;
+    unlock(s);
+    return r;
+}
+
 /* ---- lifecycle ---- */
 
 static void seed(session_store *s) {

@@ -153,6 +153,11 @@ int64_t session_store_default_ttl(const session_store *s);
 uint64_t session_store_max_sessions(const session_store *s);
 size_t session_store_max_value(const session_store *s);
 
+/* Consistency check for tests: every session is reachable from its home
+ * slot, the heap is ordered and every back-index is right, the counts and
+ * byte totals add up.  0 or -EUCLEAN. */
+int session_store_check(session_store *s);
+
 /* Internal counters for tests: hash slots probed and heap entries moved
  * since the store was made. */
 void session_store_work(session_store *s, uint64_t *ret_probes, uint64_t *ret_heap_moves);

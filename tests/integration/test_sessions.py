@@ -16,14 +16,14 @@ services:
 """
 
 
-def start_tend(sessions="", t=None):
+def start_tend(sessions="", t=None, env=None):
     """A Tend with TCP on a free port and the given sessions: block."""
     if t is None:
         port = free_port()
         cfg = 'api: {listen: "127.0.0.1:%d"}\n' % port + SERVICE + sessions
         t = Tend(cfg, start=False)
         t.base = "http://127.0.0.1:%d" % port
-    t.start()
+    t.start(env=env)
 
     def up():
         if not t.running():
@@ -217,5 +217,22 @@ def test_persist_across_restart():
     stop(t)
 
 
+def test_persist_write_failure():
+    # The second session write transaction fails with a full disk: that PUT
+    # gets 503 (memory has it, the disk does not); the next one is durable.
+    t = start_tend("sessions: {persist: true}\n", env={"TEND_STORE_FAULT": "session_put:ENOSPC:1"})
+    assert call(t, "PUT", "/api/v1/sessions/a", {"data": 1})[0] == 201
+    st, d = call(t, "PUT", "/api/v1/sessions/b", {"data": 2})
+    assert st == 503 and error_code(d) == "store_unavailable", (st, d)
+    assert call(t, "PUT", "/api/v1/sessions/c", {"data": 3})[0] == 201
+    stop(t)
+    start_tend(t=t)
+    assert call(t, "GET", "/api/v1/sessions/a")[0] == 200
+    assert call(t, "GET", "/api/v1/sessions/b")[0] == 404
+    assert call(t, "GET", "/api/v1/sessions/c")[0] == 200
+    stop(t)
+
+
 if __name__ == "__main__":
-    run([test_routes, test_errors, test_expiry_and_sweep, test_eviction, test_persist_across_restart])
+    run([test_routes, test_errors, test_expiry_and_sweep, test_eviction, test_persist_across_restart,
+         test_persist_write_failure])

@@ -294,6 +294,68 @@ static void test_seeded(void **state) {
     session_store_free(b);
 }
 
+/* A random mix of every operation against a plain array model, with a
+ * small key space so that probe clusters form, wrap around the end of
+ * the table and get broken up by deletions; the table grows and shrinks.
+ * After every step the store's invariants hold and it agrees with the
+ * model. */
+#define MODEL_KEYS 300
+typedef struct model_entry {
+    bool live;
+    int64_t expires;
+    int value;
+} model_entry;
+
+static void test_random_against_model(void **state) {
+    session_store *s = mk(1000, 0);
+    model_entry m[MODEL_KEYS] = {{0}};
+    uint64_t x = 0x1234567887654321ULL;
+    int64_t now = T0;
+    char k[16], v[16];
+    for (int step = 0; step < 200000; step++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int key = (int)(x % MODEL_KEYS), op = (int)((x >> 20) % 100);
+        int klen = snprintf(k, sizeof(k), "k%d", key);
+        model_entry *e = &m[key];
+        bool live = e->live && e->expires > now;
+        if (op < 40) {
+            int64_t ttl = 1 + (int64_t)((x >> 32) % 2000);
+            int vlen = snprintf(v, sizeof(v), "%d", step);
+            int r = session_store_put(s, k, (size_t)klen, v, (size_t)vlen, ttl, now, NULL);
+            assert_int_equal(r, live ? 0 : 1);
+            *e = (model_entry){true, now + ttl, step};
+        } else if (op < 70) {
+            char *got = NULL;
+            int r = session_store_get(s, k, (size_t)klen, now, NULL, &got);
+            assert_int_equal(r, live ? 0 : -ENOENT);
+            if (live)
+                assert_int_equal((int)strtol(got, NULL, 10), e->value);
+            free(got);
+        } else if (op < 80) {
+            int r = session_store_touch(s, k, (size_t)klen, 500, now, NULL);
+            assert_int_equal(r, live ? 0 : -ENOENT);
+            if (live)
+                e->expires = now + 500;
+        } else if (op < 92) {
+            assert_int_equal(session_store_delete(s, k, (size_t)klen, now), live ? 0 : -ENOENT);
+            e->live = false;
+        } else if (op < 97) {
+            now += (int64_t)((x >> 40) % 300);
+        } else {
+            session_store_sweep(s, now, 0);
+        }
+        if (step % 97 == 0 || op >= 97)
+            assert_int_equal(session_store_check(s), 0);
+    }
+    /* A mass expiry: sweep everything, the table shrinks, still sound. */
+    (void)session_store_sweep(s, now + 100000, 0);
+    session_store_stats st;
+    session_store_get_stats(s, &st);
+    assert_int_equal(st.count, 0);
+    assert_int_equal(session_store_check(s), 0);
+    session_store_free(s);
+}
+
 /* ---- locked mode ---- */
 
 typedef struct thr {
@@ -495,6 +557,7 @@ int main(void) {
         cmocka_unit_test(test_sweep_proportional),
         cmocka_unit_test(test_resize_and_delete_clusters),
         cmocka_unit_test(test_seeded),
+        cmocka_unit_test(test_random_against_model),
         cmocka_unit_test(test_locked_threads),
         cmocka_unit_test(test_persist_memory),
         cmocka_unit_test(test_persist_sqlite),
