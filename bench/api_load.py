@@ -125,14 +125,14 @@ def main():
          verdict(h_rps >= 30000 and h_p99 <= 5)],
         ["GET /metrics", "%.0f" % m_rps, "%.2f" % m_p99, ">= 5000 req/s", verdict(m_rps >= 5000)],
     ]
-    print(table(["route (wrk -c 32 -t 2, 5 s, median of 3)", "req/s", "p99 ms", "target", ""], rows))
+    table(["route (wrk -c 32 -t 2, 5 s, median of 3)", "req/s", "p99 ms", "target", ""], rows)
     print("runs: /health %s; /metrics %s" % (
         ", ".join("%.0f/%.2fms" % r for r in health), ", ".join("%.0f/%.2fms" % r for r in metrics)))
     print("1-minute loadavg before each run: %s" % ", ".join("%.2f" % l for l in loads))
     print()
     rows = [["idle", "%d" % statistics.median(idle), "%d..%d" % (min(idle), max(idle))],
             ["under wrk /health", "%d" % statistics.median(load), "%d..%d" % (min(load), max(load))]]
-    print(table(["readiness-detection lag (notify, 10 restarts)", "median ms", "range ms"], rows))
+    table(["readiness-detection lag (notify, 10 restarts)", "median ms", "range ms"], rows)
 
 
 if __name__ == "__main__":
