@@ -14,7 +14,9 @@
 #include <tend/component.h>
 #include <tend/health.h>
 #include <tend/runtime.h>
+#include <tend/sessions.h>
 #include <tend/spec.h>
 #include <tend/supervisor.h>
+#include <tend/tasks.h>
 
 #endif
