@@ -21,8 +21,16 @@ struct notify_socket {
     notify_cb cb;
     pid_t (*pgid_fn)(void *data);
     void *data;
+    uid_t uid;              /* the service's user, or (uid_t)-1 */
     unsigned long rejected;
 };
+
+/* Who could send to a 0600 socket file owned by tend (or chowned to the
+ * service's user): the same senders are admitted on an abstract socket,
+ * which has no permissions of its own. */
+static bool uid_allowed(const notify_socket *s, uid_t uid) {
+    return uid == 0 || uid == geteuid() || (s->uid != (uid_t)-1 && uid == s->uid);
+}
 
 static bool field(const char *line, size_t len, const char *key, const char **ret_val, size_t *ret_len) {
     size_t kl = strlen(key);
@@ -116,12 +124,16 @@ static void on_readable(uv_poll_t *h, int status, int events) {
         }
         /* Close any descriptors passed (FDSTORE is not supported). */
         pid_t sender = 0;
+        bool have_creds = false;
+        uid_t sender_uid = (uid_t)-1;
         for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
             if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
                 c->cmsg_len == CMSG_LEN(sizeof(struct ucred))) {
                 struct ucred uc;
                 memcpy(&uc, CMSG_DATA(c), sizeof(uc));
                 sender = uc.pid;
+                sender_uid = uc.uid;
+                have_creds = true;
             } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
                 int *fds = (int *)CMSG_DATA(c);
                 size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -129,11 +141,17 @@ static void on_readable(uv_poll_t *h, int status, int events) {
                     close(fds[i]);
             }
         }
+        /* SO_PASSCRED is set before bind, so the kernel attaches the
+         * (unforgeable) credentials to every datagram. */
+        if (!have_creds || !uid_allowed(s, sender_uid)) {
+            s->rejected++;
+            continue;
+        }
         pid_t allowed = s->pgid_fn ? s->pgid_fn(s->data) : 0;
         if (allowed > 0 && sender > 0) {
             pid_t pg = getpgid(sender);
-            /* A sender that already exited cannot be checked; the socket
-             * is 0600 in tend's state directory, so accept it. */
+            /* A sender that already exited cannot be checked (a helper
+             * such as systemd-notify); its uid was, so accept it. */
             if (pg >= 0 && pg != allowed) {
                 s->rejected++;
                 continue;
@@ -172,6 +190,7 @@ int notify_socket_open(uv_loop_t *loop, const char *path, uid_t uid, notify_cb c
     s->cb = cb;
     s->pgid_fn = pgid_fn;
     s->data = data;
+    s->uid = uid;
     int r;
     s->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (s->fd < 0)

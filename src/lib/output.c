@@ -15,18 +15,18 @@
 int logfile_open(logfile *lf, const char *path, uint64_t max_size, int max_files) {
     *lf = (logfile){.fd = -1, .max_size = max_size, .max_files = max_files};
     lf->path = strdup(path);
-    if (!lf->path)
-        return -ENOMEM;
-    lf->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    return lf->path ? 0 : -ENOMEM;
+}
+
+static int logfile_reopen(logfile *lf) {
+    lf->fd = open(lf->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (lf->fd < 0) {
-        int e = -errno;
-        free(lf->path);
-        lf->path = NULL;
-        return e;
+        lf->open_error = errno;
+        return -errno;
     }
+    lf->open_error = 0;
     struct stat st;
-    if (fstat(lf->fd, &st) == 0)
-        lf->size = (uint64_t)st.st_size;
+    lf->size = fstat(lf->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
     return 0;
 }
 
@@ -51,8 +51,10 @@ static int logfile_rotate(logfile *lf) {
 }
 
 int logfile_write_line(logfile *lf, const char *line, size_t len) {
-    if (lf->fd < 0)
+    if (!lf->path)
         return -EBADF;
+    if (lf->fd < 0 && logfile_reopen(lf) < 0)
+        return -lf->open_error;
     if (lf->max_size > 0 && lf->size > 0 && lf->size + len + 1 > lf->max_size) {
         int r = logfile_rotate(lf);
         if (r < 0)

@@ -18,15 +18,19 @@
 
 typedef struct logfile {
     char *path;
-    int fd;
+    int fd;                 /* -1 until the first line, or after an error */
+    int open_error;         /* errno of the last failed open, 0 if none */
     uint64_t size, max_size;
     int max_files;
 } logfile;
 
-/* Opens (appending) path; 0 or -errno.  max_size 0 disables rotation. */
+/* Prepares appending to path; the file is opened (created) by the first
+ * line written, so a service that prints nothing costs no file, and
+ * creating files (slow on some file systems) stays out of startup.  0 or
+ * -ENOMEM.  max_size 0 disables rotation. */
 int logfile_open(logfile *lf, const char *path, uint64_t max_size, int max_files);
-/* Appends len bytes and a newline, rotating first when the file would
- * exceed max_size.  0 or -errno. */
+/* Appends len bytes and a newline, opening the file first when needed and
+ * rotating first when the file would exceed max_size.  0 or -errno. */
 int logfile_write_line(logfile *lf, const char *line, size_t len);
 void logfile_close(logfile *lf);
 

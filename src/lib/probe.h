@@ -3,8 +3,9 @@
  *
  * A probe runs at most one attempt at a time; the caller (the service
  * state machine) decides when to run the next one and what consecutive
- * results mean.  Kinds: tcp (connect), http (GET via the loop's curl
- * multi; 2xx/3xx and the optional expected body substring pass), exec
+ * results mean.  Kinds: tcp (connect), http (one GET, spoken directly
+ * for http:// and through the loop's curl multi for https://; 2xx/3xx
+ * and the optional expected body substring pass), exec
  * (argv in its own process group; exit 0 passes; SIGKILL to the group at
  * the probe timeout).  notify probes are passive and never "run".
  * Every attempt is bounded by spec->probe_timeout_ms.
@@ -39,6 +40,7 @@ typedef struct probe {
     probe_cb cb;
     void *data;
     probe_attempt *attempt; /* in flight, or NULL */
+    bool refused;           /* the last attempt failed with a refused connection */
 } probe;
 
 void probe_init(probe *p, probe_ctx *ctx, const tend_probe_spec *spec, probe_cb cb, void *data);
@@ -49,5 +51,8 @@ int probe_run(probe *p);
 void probe_cancel(probe *p);
 static inline bool probe_in_flight(const probe *p) { return p->attempt != NULL; }
 const char *probe_kind_name(tend_probe_kind k);
+/* An http probe that needs libcurl (https://, or credentials in the URL);
+ * plain http:// is spoken by probe.c itself. */
+bool probe_needs_curl(const tend_probe_spec *s);
 
 #endif

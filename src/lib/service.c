@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -217,13 +216,28 @@ static void begin_stage(service *s);
 
 static void on_stage_retry(uv_timer_t *t);
 
+/*
+ * The wait before the next attempt of a stage that has not passed:
+ * start_interval, except after a refused connection (nothing listens on
+ * the port yet: the kernel answered, the service did no work), when it is
+ * a quarter of that (at least 1 ms).  A wave waits for its slowest
+ * member, which is seen up to one retry period after it starts to listen,
+ * so this is most of the readiness lag of tcp and http stages.
+ */
+static uint64_t stage_retry_ms(const service *s, const stage_rt *st) {
+    int64_t iv = MAX(s->spec->stages[s->stage].probe.start_interval_ms, 1);
+    if (st->probe.refused)
+        iv = MAX(iv / 4, 1);
+    return (uint64_t)iv;
+}
+
 static void run_stage_probe(service *s) {
     stage_rt *st = &s->stages[s->stage];
     int r = probe_run(&st->probe);
     if (r < 0 && r != -EBUSY) {
         snprintf(st->last_error, sizeof(st->last_error), "%s", strerror(-r));
-        uv_timer_start(&s->stage_retry, on_stage_retry,
-                       (uint64_t)MAX(s->spec->stages[s->stage].probe.start_interval_ms, 1), 0);
+        st->probe.refused = false;
+        uv_timer_start(&s->stage_retry, on_stage_retry, stage_retry_ms(s, st), 0);
     }
 }
 
@@ -390,8 +404,7 @@ static void stage_probe_result(void *data, bool ok, double latency_ms, const cha
             stage_passed(s);
         } else {
             snprintf(st->last_error, sizeof(st->last_error), "%s", error ? error : "failed");
-            const tend_stage_spec *sp = &s->spec->stages[ref->i];
-            uv_timer_start(&s->stage_retry, on_stage_retry, (uint64_t)MAX(sp->probe.start_interval_ms, 1), 0);
+            uv_timer_start(&s->stage_retry, on_stage_retry, stage_retry_ms(s, st), 0);
         }
         return;
     }
@@ -479,10 +492,6 @@ static pid_t notify_pgid(void *data) {
 
 /* ---- process ---- */
 
-typedef struct exec_watch exec_watch;
-static bool exec_watch_check(exec_watch *w);
-static void exec_watch_close(exec_watch *w);
-
 static void on_output(void *data, const char *line, size_t len) {
     service *s = data;
     if (!line) {
@@ -518,22 +527,6 @@ static void on_main_exit(void *data, pid_t pid, int status) {
     char desc[96];
     if (status < 0)
         return; /* the reaper is closing at teardown */
-    /* The exec's outcome is certain now (the child is gone). */
-    if (s->exec_watch)
-        (void)exec_watch_check(s->exec_watch);
-    if (s->exec_failed) {
-        s->exec_failed = false;
-        s->pid = 0;
-        s->last_exit_status = status;
-        s->last_exit_wall_ms = now_wall_ms();
-        stop_monitors(s);
-        if (s->pgid > 0)
-            guard_remove(&s->sup->guard, s->pgid);
-        s->pgid = 0;
-        logf_svc(s, LOG_ERR, "cannot start: %s", s->last_error);
-        service_dispatch(s, s->state == SVC_STARTING ? EV_SPAWN_FAILED : EV_EXIT_FAILED, s->last_error);
-        return;
-    }
     describe_status(status, desc, sizeof(desc));
     s->pid = 0;
     s->last_exit_status = status;
@@ -620,54 +613,14 @@ static void on_main_exit(void *data, pid_t pid, int status) {
     service_dispatch(s, ev, desc);
 }
 
-/* ---- the exec watch: tells "exec succeeded" (end-of-file) from "exec
- * failed" (an errno) without the loop ever waiting for the child ---- */
-
-struct exec_watch {
-    uv_poll_t poll;
-    int fd;
-    service *s;             /* NULL once the service moved on */
-};
-
-static void exec_confirmed(service *s);
-
-static void on_exec_watch_closed(uv_handle_t *h) {
-    exec_watch *w = h->data;
-    close(w->fd);
-    free(w);
-}
-
-static void exec_watch_close(exec_watch *w) {
-    if (w->s && w->s->exec_watch == w)
-        w->s->exec_watch = NULL;
-    w->s = NULL;
-    uv_poll_stop(&w->poll);
-    uv_close((uv_handle_t *)&w->poll, on_exec_watch_closed);
-}
-
-/* Reads the outcome; returns true once it is known (and closes). */
-static bool exec_watch_check(exec_watch *w) {
-    const char *step = "exec";
-    int r = spawn_read_exec_error(w->fd, &step);
-    if (r == -EAGAIN)
-        return false;
-    service *s = w->s;
-    exec_watch_close(w);
-    if (!s)
-        return true;
-    if (r > 0) {
-        snprintf(s->last_error, sizeof(s->last_error), "%s %s: %s", step, s->spec->argv[0], strerror(r));
-        s->exec_failed = true;
-    } else {
-        exec_confirmed(s);
-    }
-    return true;
-}
-
-static void on_exec_watch(uv_poll_t *p, int status, int events) {
-    exec_watch_check(p->data);
-}
-
+/*
+ * Starts the main process.  spawn_process() returns once the child has
+ * exec'd (a CLONE_VM | CLONE_VFORK child, as posix_spawn: no page tables
+ * are copied, which is what made fork() cost ~0.6 ms per service for a
+ * tend of a few MB), so the outcome is known here: an exec failure is a
+ * spawn failure, and a success makes the service "started" once its
+ * state has been entered (exec_pending_confirm).
+ */
 static int spawn_main(service *s, char *err, size_t errlen) {
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0) {
@@ -681,60 +634,37 @@ static int spawn_main(service *s, char *err, size_t errlen) {
         .rlimit_as = s->spec->resources.memory_max, .rlimit_nofile = s->spec->resources.nofile,
     };
     pid_t pid;
-    int errfd;
-    int r = spawn_process_nowait(&o, &pid, &errfd);
+    const char *step = "exec";
+    int r = spawn_process(&o, &pid, &step);
     close(pipefd[1]);
     if (r < 0) {
         close(pipefd[0]);
-        snprintf(err, errlen, "fork %s: %s", s->spec->argv[0], strerror(-r));
+        snprintf(err, errlen, "%s %s: %s", step, s->spec->argv[0], strerror(-r));
         return r;
     }
-    exec_watch *w = calloc(1, sizeof(*w));
-    if (!w || uv_poll_init(s->sup->loop, &w->poll, errfd) < 0) {
-        /* Cannot watch it: learn the outcome the blocking way. */
-        free(w);
-        w = NULL;
-        struct pollfd pf = {.fd = errfd, .events = POLLIN};
-        while (poll(&pf, 1, -1) < 0 && errno == EINTR)
-            ;
-    } else {
-        w->fd = errfd;
-        w->s = s;
-        w->poll.data = w;
-        uv_poll_start(&w->poll, UV_READABLE, on_exec_watch);
-    }
-    s->exec_failed = false;
     guard_add(&s->sup->guard, pid);
     r = reaper_watch(&s->sup->reaper, pid, on_main_exit, s);
     if (r < 0) {
         kill(-pid, SIGKILL);
+        guard_remove(&s->sup->guard, pid);
         close(pipefd[0]);
         snprintf(err, errlen, "out of memory");
         return r;
     }
     s->pid = s->pgid = pid;
-    s->exec_watch = w;
-    if (!w) {
-        const char *step = "exec";
-        int e = spawn_read_exec_error(errfd, &step);
-        close(errfd);
-        if (e > 0) {
-            snprintf(s->last_error, sizeof(s->last_error), "%s %s: %s", step, s->spec->argv[0], strerror(e));
-            s->exec_failed = true;
-        } else {
-            s->exec_pending_confirm = true; /* confirmed once the state is entered */
-        }
-    }
+    s->exec_pending_confirm = true; /* confirmed once the state is entered */
     if (s->out)
         output_stream_detach(s->out);
     s->out = NULL;
-    r = output_stream_start(s->sup->loop, pipefd[0], s->log.fd >= 0 ? &s->log : NULL, on_output, s, &s->out);
+    r = output_stream_start(s->sup->loop, pipefd[0], &s->log, on_output, s, &s->out);
     if (r < 0)
         logf_svc(s, LOG_WARNING, "cannot capture output: %s", uv_strerror(r));
     return 0;
 }
 
 /* ---- entry actions ---- */
+
+static void exec_confirmed(service *s);
 
 static void enter_starting(service *s, service_state from) {
     char err[512];
@@ -919,10 +849,12 @@ int service_init(service *s, struct supervisor *sup, const tend_service_spec *sp
         if (spec->stages[i].probe.kind == TEND_PROBE_NOTIFY)
             wants_notify = true;
     if (wants_notify) {
-        char path[4200];
-        snprintf(path, sizeof(path), "%s/notify/%s.sock", sup->cfg->state_dir, spec->name);
-        if (strlen(path) >= 108) /* sun_path: fall back to the abstract namespace */
-            snprintf(path, sizeof(path), "@tend-%d-%s", (int)getpid(), spec->name);
+        /* An abstract socket: binding one creates no file, which on some
+         * file systems costs ~0.2 ms a service at startup; who may send is
+         * checked on every datagram instead (notify.c). */
+        char path[108];
+        if ((size_t)snprintf(path, sizeof(path), "%s%s", sup->notify_prefix, spec->name) >= sizeof(path))
+            snprintf(path, sizeof(path), "%s%zu", sup->notify_prefix, index);
         s->notify_path = strdup(path);
         if (!s->notify_path || strv_env_set(&env, "NOTIFY_SOCKET", path) < 0)
             goto oom;
@@ -990,8 +922,6 @@ void service_close(service *s) {
     if (s->out)
         output_stream_detach(s->out);
     s->out = NULL;
-    if (s->exec_watch)
-        exec_watch_close(s->exec_watch);
     notify_socket_close(s->notify);
     s->notify = NULL;
 }

@@ -160,8 +160,7 @@ typedef struct service {
     int last_exit_status;   /* raw wait status, -1 when none */
     char last_error[512];
 
-    struct exec_watch *exec_watch;  /* until the exec's outcome is known */
-    bool exec_failed, exec_pending_confirm;
+    bool exec_pending_confirm;      /* spawned; "started" once the state is entered */
     notify_socket *notify;
     char *notify_path;
     output_stream *out;

@@ -42,18 +42,13 @@ typedef struct child_args {
     pid_t parent;
     const gid_t *groups;
     int ngroups;
-    int errfd;              /* fork mode: failures are written here */
-    int step;               /* vfork mode: written by the child on failure */
+    int step;               /* written by the child on failure */
     int err;
 } child_args;
 
 static void child_fail(child_args *a, int step) {
     a->err = errno;
     a->step = step;
-    if (a->errfd >= 0) {
-        int msg[2] = {step, a->err};
-        (void)!write(a->errfd, msg, sizeof(msg));
-    }
     _exit(127);
 }
 
@@ -84,15 +79,7 @@ static int child_main(void *arg) {
     int in = o->in_fd > 2 ? o->in_fd : devnull;
     if (devnull < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
         child_fail(a, STEP_DUP);
-    if (a->errfd >= 0) {
-        /* Keep the (close-on-exec) error pipe, as fd 3, past the sweep. */
-        if (a->errfd != 3 && dup3(a->errfd, 3, O_CLOEXEC) < 0)
-            child_fail(a, STEP_DUP);
-        a->errfd = 3;
-        close_all_fds(4);
-    } else {
-        close_all_fds(3);
-    }
+    close_all_fds(3);
 
     if (o->rlimit_as) {
         struct rlimit rl = {o->rlimit_as, o->rlimit_as};
@@ -134,13 +121,19 @@ int spawn_process(const spawn_opts *o, pid_t *ret_pid, const char **ret_step) {
     } else {
         ngroups = 0;
     }
-    void *stack = mmap(NULL, SPAWN_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED) {
-        if (ret_step)
-            *ret_step = "mmap";
-        return -errno;
+    /* One stack per thread, kept: the parent is suspended while the
+     * child uses it, so it is free again when clone() returns. */
+    static _Thread_local void *stack;
+    if (!stack) {
+        void *m = mmap(NULL, SPAWN_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (m == MAP_FAILED) {
+            if (ret_step)
+                *ret_step = "mmap";
+            return -errno;
+        }
+        stack = m;
     }
-    child_args a = {.o = o, .parent = getpid(), .groups = groups, .ngroups = ngroups, .errfd = -1};
+    child_args a = {.o = o, .parent = getpid(), .groups = groups, .ngroups = ngroups};
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -149,7 +142,6 @@ int spawn_process(const spawn_opts *o, pid_t *ret_pid, const char **ret_step) {
     int clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     errno = saved_errno;
-    munmap(stack, SPAWN_STACK);
     if (pid < 0) {
         if (ret_step)
             *ret_step = "clone";
@@ -170,58 +162,6 @@ int spawn_process(const spawn_opts *o, pid_t *ret_pid, const char **ret_step) {
     }
     *ret_pid = pid;
     return 0;
-}
-
-int spawn_process_nowait(const spawn_opts *o, pid_t *ret_pid, int *ret_errfd) {
-    if (!o->argv || !o->argv[0])
-        return -EINVAL;
-    gid_t groups[SPAWN_MAX_GROUPS];
-    int ngroups = 0;
-    if (o->has_user) {
-        ngroups = SPAWN_MAX_GROUPS;
-        if (getgrouplist(o->user, o->gid, groups, &ngroups) < 0)
-            ngroups = SPAWN_MAX_GROUPS;
-    }
-    int p[2];
-    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
-        return -errno;
-    child_args a = {.o = o, .parent = getpid(), .groups = groups, .ngroups = ngroups, .errfd = p[1]};
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(p[0]);
-        child_main(&a);
-    }
-    int e = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    close(p[1]);
-    if (pid < 0) {
-        close(p[0]);
-        return -e;
-    }
-    (void)setpgid(pid, pid);
-    *ret_pid = pid;
-    *ret_errfd = p[0];
-    return 0;
-}
-
-int spawn_read_exec_error(int fd, const char **ret_step) {
-    int msg[2];
-    ssize_t n;
-    do
-        n = read(fd, msg, sizeof(msg));
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return errno == EAGAIN ? -EAGAIN : -errno;
-    if (n == 0)
-        return 0;
-    if (n != (ssize_t)sizeof(msg))
-        return -EIO;
-    if (ret_step)
-        *ret_step = msg[0] > 0 && msg[0] < (int)ELEMENTSOF(step_names) ? step_names[msg[0]] : "?";
-    return msg[1] > 0 ? msg[1] : EIO;
 }
 
 int spawn_lookup_user(const char *user, uid_t *ret_uid, gid_t *ret_gid) {

@@ -5,9 +5,11 @@
  * included, can be signalled at once), SIGKILL as its parent-death signal,
  * default signal dispositions and an empty signal mask, stdin from
  * /dev/null, the given stdout/stderr, every other descriptor closed,
- * optional rlimits and a privilege drop.  Errors in the child before exec
- * (chdir, setuid, exec itself) are reported back through a close-on-exec
- * pipe, so spawn_process() fails with the real errno and the step.
+ * optional rlimits and a privilege drop.  The child is a CLONE_VM |
+ * CLONE_VFORK clone (as glibc's posix_spawn): no page tables are copied,
+ * and the parent resumes once the child has exec'd or failed, so errors
+ * before exec (chdir, setuid, exec itself) are returned with the real
+ * errno and the step.
  */
 #ifndef TEND_LIB_SPAWN_H
 #define TEND_LIB_SPAWN_H
@@ -36,21 +38,6 @@ typedef struct spawn_opts {
  * static string naming the failed step ("fork", "chdir", "exec", ...).
  */
 int spawn_process(const spawn_opts *o, pid_t *ret_pid, const char **ret_step);
-
-/*
- * The same without waiting for the exec: fork() (the parent never waits
- * for the child to be scheduled, so a wave of services spawns at once on
- * a loaded machine), returning at once with the pid and, in *ret_errfd, a
- * non-blocking pipe that reaches end-of-file when the exec succeeded or
- * carries the failure (read it with spawn_read_exec_error()).  A failed
- * child exits 127 and must be reaped by the caller's reaper.
- */
-int spawn_process_nowait(const spawn_opts *o, pid_t *ret_pid, int *ret_errfd);
-
-/* Reads the outcome from such a pipe: 0 at end-of-file (exec succeeded),
- * a positive errno (with the step in *ret_step) when it failed, -EAGAIN
- * when nothing is known yet. */
-int spawn_read_exec_error(int fd, const char **ret_step);
 
 /* Resolves a user name or numeric uid; 0 or -errno (-ESRCH: no user). */
 int spawn_lookup_user(const char *user, uid_t *ret_uid, gid_t *ret_gid);

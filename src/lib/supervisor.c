@@ -384,27 +384,29 @@ int supervisor_new(uv_loop_t *loop, const tend_config *cfg, char *const *selecte
     if (r < 0)
         goto fail_early;
     snprintf(path, sizeof(path), "%s/logs", cfg->state_dir);
-    if ((r = mkdir_p(path, 0750)) < 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(-r));
-        goto fail_early;
-    }
-    snprintf(path, sizeof(path), "%s/notify", cfg->state_dir);
-    if ((r = mkdir_p(path, 0711)) < 0) {
+    /* Log files are created by their first line: check now that they can be. */
+    if ((r = mkdir_p(path, 0750)) < 0 || (r = access(path, W_OK | X_OK) < 0 ? -errno : 0) < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(-r));
         goto fail_early;
     }
 
     /* libcurl (and the TLS library it initialises) only when some probe
-     * speaks HTTP: it is most of an idle tend's memory otherwise. */
-    bool wants_http = false;
+     * speaks https: it costs ~10 ms to load and most of an idle tend's
+     * memory; plain http:// probes are spoken by probe.c. */
+    bool wants_curl = false;
     for (size_t i = 0; i < cfg->n_services; i++) {
         const tend_service_spec *sp = &cfg->services[i];
-        wants_http |= sp->has_live && sp->live.kind == TEND_PROBE_HTTP;
+        wants_curl |= sp->has_live && probe_needs_curl(&sp->live);
         for (size_t k = 0; k < sp->n_stages; k++)
-            wants_http |= sp->stages[k].probe.kind == TEND_PROBE_HTTP;
+            wants_curl |= probe_needs_curl(&sp->stages[k].probe);
     }
-    if ((r = reaper_init(&sup->reaper, loop)) < 0 || (wants_http && (r = http_client_new(loop, &sup->http)) < 0)) {
-        snprintf(err, errlen, "event loop setup: %s", r < -1000 ? uv_strerror(r) : strerror(-r));
+    if ((r = reaper_init(&sup->reaper, loop)) < 0) {
+        snprintf(err, errlen, "event loop setup: %s", uv_strerror(r));
+        goto fail_early;
+    }
+    if (wants_curl && (r = http_client_new(loop, &sup->http)) < 0) {
+        snprintf(err, errlen, "https probes need libcurl: %s",
+                 r == -ENOPKG ? "libcurl.so.4 could not be loaded" : strerror(-r));
         goto fail_early;
     }
     sup->probe_ctx = (probe_ctx){.loop = loop, .reaper = &sup->reaper, .http = sup->http, .cwd = cfg->dir};
@@ -412,6 +414,11 @@ int supervisor_new(uv_loop_t *loop, const tend_config *cfg, char *const *selecte
     (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
     uv_timer_init(loop, &sup->deadline);
     sup->deadline.data = sup;
+
+    /* Abstract names are per network namespace, not per pid namespace:
+     * the random part keeps two tends that are both pid 1 apart. */
+    snprintf(sup->notify_prefix, sizeof(sup->notify_prefix), "@tend/%d-%08x/", (int)getpid(),
+             (unsigned)(supervisor_random(sup) * 4294967296.0));
 
     sup->n = cfg->n_services;
     sup->services = calloc(sup->n + 1, sizeof(service));

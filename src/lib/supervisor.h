@@ -66,6 +66,7 @@ typedef struct supervisor {
     char stop_reason[128];
     bool rng_seeded;
     uint64_t rng;
+    char notify_prefix[40];     /* "@tend/<pid>-<random>/": abstract notify socket names */
 } supervisor;
 
 /*

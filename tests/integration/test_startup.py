@@ -299,6 +299,185 @@ def test_multi_stage():
     assert t.stop() == 0
 
 
+# A tiny HTTP server for the probe tests: answers every request on PORT
+# in the way MODE names, and records each request's head in REQS.
+HTTP_SERVER_PY = r"""
+import socket, sys, time
+port, mode, reqs = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port))
+s.listen(16)
+print("listening", flush=True)
+while True:
+    c, _ = s.accept()
+    req = b""
+    while b"\r\n\r\n" not in req:
+        d = c.recv(4096)
+        if not d:
+            break
+        req += d
+    with open(reqs, "ab") as f:
+        f.write(req.split(b"\r\n\r\n")[0] + b"\n--\n")
+    if mode == "chunked":
+        c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"4\r\n{\"ok\r\n5\r\n\":1}\n\r\n0\r\n\r\n")
+    elif mode == "close":
+        c.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + b"x" * 100000 + b"tail")
+    elif mode == "keepopen":
+        c.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        time.sleep(3)
+    elif mode == "unavailable":
+        c.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy")
+    elif mode == "garbage":
+        c.sendall(b"SSH-2.0-OpenSSH\r\n\r\n")
+    c.close()
+"""
+
+
+def test_http_probe_responses():
+    """Plain http:// probes are spoken by tend itself: the request line
+    carries path and query (no fragment) and a Host header; chunked
+    bodies are decoded for expect_body; a body without Content-Length is
+    read to the close (its first 64 KiB checked); a Content-Length answer
+    passes without waiting for the close; 503 and a non-HTTP answer fail."""
+    ports = [free_port() for _ in range(5)]
+    t = Tend('''
+        services:
+          chunked:
+            command: ["python3", "{dir}/srv.py", "{p0}", "chunked", "{dir}/chunked.req"]
+            ready: {http: "http://127.0.0.1:{p0}/health?deep=1#frag", expect_body: '"ok":1', start_interval: 50ms, timeout: 20s}
+          close:
+            command: ["python3", "{dir}/srv.py", "{p1}", "close", "{dir}/close.req"]
+            ready: {http: "http://localhost:{p1}", expect_body: "xxxx", start_interval: 50ms, timeout: 20s}
+          keepopen:
+            command: ["python3", "{dir}/srv.py", "{p2}", "keepopen", "{dir}/keepopen.req"]
+            ready: {http: "http://127.0.0.1:{p2}/", start_interval: 50ms, probe_timeout: 2s, timeout: 20s}
+          unavailable:
+            command: ["python3", "{dir}/srv.py", "{p3}", "unavailable", "{dir}/unavailable.req"]
+            critical: false
+            ready: {http: "http://127.0.0.1:{p3}/", start_interval: 100ms, timeout: 2s}
+          garbage:
+            command: ["python3", "{dir}/srv.py", "{p4}", "garbage", "{dir}/garbage.req"]
+            critical: false
+            ready: {http: "http://127.0.0.1:{p4}/", start_interval: 100ms, timeout: 2s}
+        ''', start=False, p0=ports[0], p1=ports[1], p2=ports[2], p3=ports[3], p4=ports[4])
+    with open(t.path("srv.py"), "w") as f:
+        f.write(HTTP_SERVER_PY)
+    t.start()
+    t.wait_log(r"^startup complete in \d+ ms", service="-", timeout=40)
+    for s in ("chunked", "close", "keepopen"):
+        assert "ready" in t.states(s), "%s: %s" % (s, t.states(s))
+    # 204 with Content-Length 0 on a connection the server keeps open:
+    # judged at once, not at the 2 s probe timeout.
+    assert not t.find(r"timed out", service="keepopen"), t.tail()
+    with open(t.path("chunked.req"), "rb") as f:
+        req = f.read().decode()
+    assert req.startswith("GET /health?deep=1 HTTP/1.1\r\n"), repr(req)
+    assert "\r\nHost: 127.0.0.1:%d\r\n" % ports[0] in req, repr(req)
+    assert "Connection: close" in req, repr(req)
+    with open(t.path("close.req"), "rb") as f:
+        assert f.read().decode().startswith("GET / HTTP/1.1\r\n")
+    t.wait_log(r"^stage http failed: .*last error: HTTP 503", service="unavailable", timeout=20)
+    t.wait_log(r"^stage http failed: .*last error: malformed HTTP response", service="garbage", timeout=20)
+    assert t.stop() == 0
+
+
+def test_refused_connection_retried_sooner():
+    """While the port refuses connections the next attempt comes after a
+    quarter of start_interval: a server listening 0.3 s after start with
+    start_interval 2s is seen well before 2 s; http and tcp alike.  After
+    an HTTP error (the port accepts) the full start_interval applies."""
+    ph, pt, pu = free_port(), free_port(), free_port()
+    t = Tend('''
+        services:
+          h:
+            command: {h}
+            ready: {http: "http://127.0.0.1:{ph}/health", start_interval: 2s, timeout: 30s}
+          t:
+            command: {t}
+            ready: {tcp: "127.0.0.1:{pt}", start_interval: 2s, timeout: 30s}
+          u:
+            command: ["python3", "{dir}/srv.py", "{pu}", "unavailable", "{dir}/u.req"]
+            critical: false
+            ready: {http: "http://127.0.0.1:{pu}/", start_interval: 1s, timeout: 2500ms}
+        ''', start=False, ph=ph, pt=pt, pu=pu,
+        h=cmd("--port", ph, "--ready-delay", "0.3", name="h"),
+        t=cmd("--port", pt, "--ready-delay", "0.3", name="t"))
+    with open(t.path("srv.py"), "w") as f:
+        f.write(HTTP_SERVER_PY)
+    t.start()
+    t.wait_log(r"^startup complete in \d+ ms", service="-", timeout=40)
+    for s in ("h", "t"):
+        r = t.find(r"^stage \S+ passed in (\d+) ms", service=s)
+        assert r, "%s: %s" % (s, t.states(s))
+        ms = int(re.search(r"passed in (\d+) ms", r[0].msg).group(1))
+        # Seen at the first quarter-interval (500 ms) attempt after 0.3 s.
+        assert ms < 800 + slow(1) * 500, "%s: passed after %d ms (start_interval 2s)" % (s, ms)
+    # u answers 503 at once: attempts at 0, 1 s, 2 s, never every 250 ms
+    # (the first may be refused, while python is still starting).
+    t.wait_log(r"^stage http failed", service="u", timeout=20)
+    with open(t.path("u.req"), "rb") as f:
+        n = f.read().count(b"\n--\n")
+    assert 1 <= n <= 4, "%d attempts in 2.5 s with start_interval 1s" % n
+    assert t.stop() == 0
+
+
+# A service that sends READY=1 from the wrong places first: from a process
+# in another process group, then from a process in its own group running
+# as another user; only then from itself.
+NOTIFY_SENDERS_PY = r"""
+import os, socket, sys, time
+addr = os.environ["NOTIFY_SOCKET"]
+if addr.startswith("@"):
+    addr = "\0" + addr[1:]
+def send(msg):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.sendto(msg, addr)
+    s.close()
+pid = os.fork()
+if pid == 0:
+    os.setpgid(0, 0)            # another process group, still alive when read
+    send(b"READY=1")
+    time.sleep(1.5)
+    os._exit(0)
+pid2 = os.fork()
+if pid2 == 0:
+    if os.geteuid() == 0:
+        os.setuid(65534)        # same group, another user
+    send(b"READY=1")
+    time.sleep(1.5)
+    os._exit(0)
+print("sent from the wrong places", flush=True)
+time.sleep(1.0)
+print("now from the service itself", flush=True)
+send(b"READY=1")
+os.waitpid(pid, 0)
+os.waitpid(pid2, 0)
+time.sleep(60)
+"""
+
+
+def test_notify_foreign_senders_rejected():
+    """READY=1 counts only from the service's own process group and from
+    tend's user, root or the service's user: a sender in another group,
+    and (when tend runs as root) one of another user, are dropped."""
+    t = Tend('''
+        services:
+          n:
+            command: ["python3", "{dir}/svc.py"]
+            ready: {notify: true, timeout: 20s}
+        ''', start=False)
+    with open(t.path("svc.py"), "w") as f:
+        f.write(NOTIFY_SENDERS_PY)
+    t.start()
+    t.wait_log(r"sent from the wrong places", service="n", stream="output", timeout=20)
+    _, t_right = t.wait_log(r"now from the service itself", service="n", stream="output", timeout=20)
+    _, t_ready = t.wait_state("n", "ready", timeout=20)
+    assert t_ready >= t_right - 0.05, "ready %.2fs before the service itself sent READY=1" % (t_right - t_ready)
+    assert t.stop() == 0
+
+
 if __name__ == "__main__":
     run([
         test_graph_order,
@@ -309,4 +488,7 @@ if __name__ == "__main__":
         test_http_expect_body,
         test_exec_stage,
         test_multi_stage,
+        test_http_probe_responses,
+        test_refused_connection_retried_sooner,
+        test_notify_foreign_senders_rejected,
     ])
