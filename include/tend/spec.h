@@ -154,6 +154,7 @@ typedef struct tend_sessions_spec {
     int64_t cleanup_interval_ms;    /* default 5m */
     uint64_t max_sessions;          /* default 100000 */
     bool persist;                   /* default false */
+    uint64_t max_value;             /* bytes of JSON per session; default 64 KiB */
 } tend_sessions_spec;
 
 typedef enum tend_log_format { TEND_LOG_TEXT = 0, TEND_LOG_JSON } tend_log_format;

@@ -426,7 +426,7 @@ int api_sessions_new(uv_loop_t *loop, const tend_sessions_spec *spec, store *st,
     a->spec = *spec;
     a->st = st;
     session_store_config cfg = {.ttl_ms = spec->ttl_ms, .max_sessions = spec->max_sessions,
-                                .on_evict = on_evict, .data = a};
+                                .max_value = (size_t)spec->max_value, .on_evict = on_evict, .data = a};
     int r = session_store_new(&cfg, &a->ss);
     if (r < 0) {
         free(a);

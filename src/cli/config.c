@@ -139,7 +139,7 @@ static const char *const BACKOFF_KEYS[] = {"base", "max", "jitter", NULL};
 static const char *const BREAKER_KEYS[] = {"failure_threshold", "open_for", NULL};
 static const char *const BATCH_KEYS[] = {"size", "max_wait", NULL};
 static const char *const SESSIONS_KEYS[] = {
-    "ttl", "cleanup_interval", "max_sessions", "persist", NULL,
+    "ttl", "cleanup_interval", "max_sessions", "persist", "max_value", NULL,
 };
 static const char *const HEALTH_KEYS[] = {"interval", NULL};
 
@@ -1879,6 +1879,16 @@ static void sessions_pair(ctx *c, const kv *p, void *userdata) {
             s->max_sessions = (uint64_t)v;
     } else if (streq(p->name, "persist"))
         (void)get_bool(c, p->val, &s->persist);
+    else if (streq(p->name, "max_value")) {
+        uint64_t v;
+        if (get_size(c, p->val, &v) < 0)
+            return;
+        /* A session arrives in one request body, at most 1 MiB. */
+        if (v == 0 || v > 1024 * 1024)
+            error_at(c, p->val, "max_value must be between 1 and 1M (try 64K, 256K)");
+        else
+            s->max_value = v;
+    }
 }
 
 static void health_pair(ctx *c, const kv *p, void *userdata) {

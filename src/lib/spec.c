@@ -88,6 +88,7 @@ void tend_config_init(tend_config *c) {
     c->sessions.cleanup_interval_ms = 5 * 60 * 1000;
     c->sessions.max_sessions = 100000;
     c->sessions.persist = false;
+    c->sessions.max_value = 64u << 10;
     c->health_interval_ms = 60000;
 }
 

@@ -136,6 +136,19 @@ def test_errors():
     stop(t)
 
 
+def test_max_value():
+    t = start_tend("sessions: {max_value: 1K}\n")
+    assert call(t, "PUT", "/api/v1/sessions/a", {"data": "x" * 1022})[0] == 201  # 1024 bytes of JSON
+    st, d = call(t, "PUT", "/api/v1/sessions/a", {"data": "x" * 1023})
+    assert st == 413 and error_code(d) == "payload_too_large", d
+    assert call(t, "GET", "/api/v1/sessions")[1]["max_value_bytes"] == 1024
+    stop(t)
+    bad = Tend(SERVICE + "sessions: {max_value: 2M}\n", start=False)
+    bad.start()
+    assert bad.wait_exit(slow(20)) == 2
+    assert bad.find(r"sessions\.max_value: max_value must be between 1 and 1M", stream="stderr"), bad.tail(10)
+
+
 def test_expiry_and_sweep():
     t = start_tend("sessions: {ttl: 1s, cleanup_interval: 1s}\n")
     for i in range(5):
@@ -234,5 +247,5 @@ def test_persist_write_failure():
 
 
 if __name__ == "__main__":
-    run([test_routes, test_errors, test_expiry_and_sweep, test_eviction, test_persist_across_restart,
+    run([test_routes, test_errors, test_max_value, test_expiry_and_sweep, test_eviction, test_persist_across_restart,
          test_persist_write_failure])
