@@ -1262,7 +1262,9 @@ def test_events_end_at_shutdown():
         ''', a=cmd("--term-delay", "0.5", name="a"))
     wait_startup(t)
     ev = SSE(t, query="?types=system")
-    post(t, "/api/v1/system/shutdown")
+    assert ev.status() == 200, ev.head
+    st, _, body = post(t, "/api/v1/system/shutdown")
+    assert st == 200 and body["success"], (st, body)
     e = ev.next()
     assert e["event"] == "system.phase" and e["data"]["state"] == "stopping", e
     assert ev.closed.wait(slow(15)), "the stream did not end at shutdown"
