@@ -19,7 +19,7 @@ tend's API is reached over TCP on 127.0.0.1 (as beanstalkd is), and also
 over its unix socket for (a).  Each figure is the median of --runs runs
 (default 5), with min and max.  Needs beanstalkd (scripts/deps.sh --bench).
 
-  bench/task_http.py [--runs N] [--quick] [--tasks N] [--skip-rss]
+  bench/task_http.py [--runs N] [--quick] [--tasks N] [--skip-rss] [--parts abc]
 """
 
 import argparse
@@ -113,6 +113,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="3 runs, smaller counts")
     ap.add_argument("--tasks", type=int, default=0, help="tasks per run (default 200000 for (a), 100000 for (b))")
     ap.add_argument("--skip-rss", action="store_true", help="leave out (c)")
+    ap.add_argument("--parts", default="abc", help="which of (a), (b), (c) to run, e.g. --parts a")
     ap.add_argument("--rss-tasks", type=int, default=1000000)
     args = ap.parse_args()
     if args.quick:
@@ -127,64 +128,77 @@ def main():
     n_bs_fsync = 3000 if args.quick else 10000   # beanstalkd -f 0 does ~fsync rate: keep it short
 
     print_header("task engine: tend task API vs beanstalkd (bench/task_http.py)")
+    if "a" in args.parts or "b" in args.parts:
+        parts_ab(args, n_a, n_b, n_bs_fsync)
+    if "c" in args.parts and not args.skip_rss:
+        part_c(args)
+
+
+def rows_of(rs):
+    return [(name, fmt(m, 0), fmt(lo, 0), fmt(hi, 0), " ".join(l)) for name, (m, lo, hi, l) in rs]
+
+
+def parts_ab(args, n_a, n_b, n_bs_fsync):
     tport, bport, bport2 = free_ports(3)
     t, sock = start_tend(tport)
-    bs_f = Beanstalkd(bport, fsync=True)
-    bs_n = Beanstalkd(bport2, fsync=False)
+    tcp = "tcp:127.0.0.1:%d" % tport
+    bs_f = bs_n = None
     rows_a, rows_b = [], []
     try:
-        tcp = "tcp:127.0.0.1:%d" % tport
-        # (a) submission.
-        a_tcp = series(lambda: run_load("submit", tcp, "bulk", n_a, 1000, 2)["rate"], args.runs)
-        a_unix = series(lambda: run_load("submit", "unix:" + sock, "bulk", n_a, 1000, 2)["rate"], args.runs)
-        a_one = series(lambda: run_load("submit", tcp, "bulk", n_a // 10, 1, 8)["rate"], args.runs)
-        b_f = series(lambda: run_load("bput", "tcp:127.0.0.1:%d" % bport, n_bs_fsync, 1000, 2)["rate"], args.runs)
-        b_n = series(lambda: run_load("bput", "tcp:127.0.0.1:%d" % bport2, n_a, 1000, 2)["rate"], args.runs)
-        # Fresh beanstalkd instances (empty binlogs) so that (b) starts clean.
-        bs_n.close()
-        bs_n = Beanstalkd(bport2, fsync=False)
-        bs_f.close()
-        bs_f = Beanstalkd(bport, fsync=True)
-        rows_a = [
-            ("tend POST bulk 1000, TCP, 2 conns, synchronous=FULL", a_tcp),
-            ("tend POST bulk 1000, unix socket, 2 conns, synchronous=FULL", a_unix),
-            ("tend POST 1 task per request, TCP, 8 conns, synchronous=FULL", a_one),
-            ("beanstalkd put, -f 0 (fsync every write), pipelined 1000, 2 conns", b_f),
-            ("beanstalkd put, -F (no fsync), pipelined 1000, 2 conns", b_n),
-        ]
-        # (b) end to end.
-        e_t = series(lambda: run_load("pull", tcp, "e2e", n_b, 1000, 4)["rate"], args.runs)
-        e_bf = series(lambda: run_load("bpull", "tcp:127.0.0.1:%d" % bport, n_bs_fsync, 1000, 4)["rate"], args.runs)
-        e_bn = series(lambda: run_load("bpull", "tcp:127.0.0.1:%d" % bport2, n_b, 1000, 4)["rate"], args.runs)
-        rows_b = [
-            ("tend submit (bulk 1000) + 4 pull workers reserve+ack, TCP", e_t),
-            ("beanstalkd -f 0: producer + 4 consumers reserve+delete", e_bf),
-            ("beanstalkd -F: producer + 4 consumers reserve+delete", e_bn),
-        ]
+        if "a" in args.parts:
+            bs_f, bs_n = Beanstalkd(bport, fsync=True), Beanstalkd(bport2, fsync=False)
+            a_tcp = series(lambda: run_load("submit", tcp, "bulk", n_a, 1000, 2)["rate"], args.runs)
+            a_unix = series(lambda: run_load("submit", "unix:" + sock, "bulk", n_a, 1000, 2)["rate"], args.runs)
+            a_one = series(lambda: run_load("submit", tcp, "bulk", n_a // 10, 1, 8)["rate"], args.runs)
+            b_f = series(lambda: run_load("bput", "tcp:127.0.0.1:%d" % bport, n_bs_fsync, 1000, 2)["rate"],
+                         args.runs)
+            b_n = series(lambda: run_load("bput", "tcp:127.0.0.1:%d" % bport2, n_a, 1000, 2)["rate"], args.runs)
+            # Fresh beanstalkd instances (empty binlogs) for (b).
+            bs_f.close()
+            bs_n.close()
+            bs_f = bs_n = None
+            rows_a = [
+                ("tend POST bulk 1000, TCP, 2 conns, synchronous=FULL", a_tcp),
+                ("tend POST bulk 1000, unix socket, 2 conns, synchronous=FULL", a_unix),
+                ("tend POST 1 task per request, TCP, 8 conns, synchronous=FULL", a_one),
+                ("beanstalkd put, -f 0 (fsync every write), pipelined 1000, 2 conns", b_f),
+                ("beanstalkd put, -F (no fsync), pipelined 1000, 2 conns", b_n),
+            ]
+        if "b" in args.parts:
+            bs_f, bs_n = Beanstalkd(bport, fsync=True), Beanstalkd(bport2, fsync=False)
+            e_t = series(lambda: run_load("pull", tcp, "e2e", n_b, 1000, 4)["rate"], args.runs)
+            e_bf = series(lambda: run_load("bpull", "tcp:127.0.0.1:%d" % bport, n_bs_fsync, 1000, 4)["rate"],
+                          args.runs)
+            e_bn = series(lambda: run_load("bpull", "tcp:127.0.0.1:%d" % bport2, n_b, 1000, 4)["rate"], args.runs)
+            rows_b = [
+                ("tend submit (bulk 1000) + 4 pull workers reserve+ack, TCP", e_t),
+                ("beanstalkd -f 0: producer + 4 consumers reserve+delete", e_bf),
+                ("beanstalkd -F: producer + 4 consumers reserve+delete", e_bn),
+            ]
     finally:
-        bs_f.close()
-        bs_n.close()
-        rss_before = benchlib.kb(t.proc_status()["VmRSS"]) if t.proc.poll() is None else None
+        for b in (bs_f, bs_n):
+            if b:
+                b.close()
+        rss = benchlib.kb(t.proc_status()["VmRSS"]) if t.proc.poll() is None else None
         t.close()
+    if rows_a:
+        print("\n(a) durable submission, tasks/s (%d tasks per tend run; beanstalkd -f 0: %d)" % (n_a, n_bs_fsync))
+        table(["what", "median", "min", "max", "loadavg at each run"], rows_of(rows_a))
+        ra = rows_a[0][1][0]
+        print("target >= 50000 tasks/s: %s (%.0f); tend / beanstalkd -f 0: %.1fx; tend / beanstalkd -F: %.2fx"
+              % (verdict(ra >= 50000), ra, ra / rows_a[3][1][0], ra / rows_a[4][1][0]))
+    if rows_b:
+        print("\n(b) durable end to end, tasks/s (%d tasks per tend run)" % n_b)
+        table(["what", "median", "min", "max", "loadavg at each run"], rows_of(rows_b))
+        rb = rows_b[0][1][0]
+        print("target >= 10000 tasks/s: %s (%.0f); tend / beanstalkd -f 0: %.1fx; tend / beanstalkd -F: %.2fx"
+              % (verdict(rb >= 10000), rb, rb / rows_b[1][1][0], rb / rows_b[2][1][0]))
+    if rss:
+        print("tend VmRSS after the runs: %.1f MB" % (rss / 1024.0))
 
-    def rows(rs):
-        return [(name, fmt(m, 0), fmt(lo, 0), fmt(hi, 0), " ".join(l)) for name, (m, lo, hi, l) in rs]
-    print("\n(a) durable submission, tasks/s (%d tasks per tend run; beanstalkd -f 0: %d)" % (n_a, n_bs_fsync))
-    table(["what", "median", "min", "max", "loadavg at each run"], rows(rows_a))
-    ra = rows_a[0][1][0]
-    print("target >= 50000 tasks/s: %s (%.0f); tend / beanstalkd -f 0: %.1fx; tend / beanstalkd -F: %.2fx"
-          % (verdict(ra >= 50000), ra, ra / rows_a[3][1][0], ra / rows_a[4][1][0]))
-    print("\n(b) durable end to end, tasks/s (%d tasks per tend run)" % n_b)
-    table(["what", "median", "min", "max", "loadavg at each run"], rows(rows_b))
-    rb = rows_b[0][1][0]
-    print("target >= 10000 tasks/s: %s (%.0f); tend / beanstalkd -f 0: %.1fx; tend / beanstalkd -F: %.2fx"
-          % (verdict(rb >= 10000), rb, rb / rows_b[1][1][0], rb / rows_b[2][1][0]))
-    if rss_before:
-        print("tend VmRSS after (a)+(b): %.1f MB" % (rss_before / 1024.0))
 
-    if args.skip_rss:
-        return
-    # (c) memory with 1,000,000 pending tasks.
+def part_c(args):
+    """(c) memory with args.rss_tasks pending tasks."""
     port = free_ports(1)[0]
     t, sock = start_tend(port)
     try:
@@ -199,9 +213,12 @@ def main():
         size = sum(os.path.getsize(p) for p in (db, db + "-wal") if os.path.exists(p))
         print("\n(c) %d pending tasks in the store (submitted at %.0f tasks/s in %.1f s, loadavg %s)"
               % (args.rss_tasks, r["rate"], took, loadavg()))
-        table(["what", "MB"], [("VmRSS before", fmt(base / 1024.0)), ("VmRSS with the tasks pending", fmt(rss / 1024.0)),
-                               ("VmHWM (peak)", fmt(hwm / 1024.0)), ("tend.db + WAL on disk", fmt(size / 1048576.0))])
-        print("target <= 64 MB RSS: %s (%.1f MB, peak %.1f MB)" % (verdict(rss <= 64 * 1024), rss / 1024.0, hwm / 1024.0))
+        table(["what", "MB"], [("VmRSS before", fmt(base / 1024.0)),
+                               ("VmRSS with the tasks pending", fmt(rss / 1024.0)),
+                               ("VmHWM (peak)", fmt(hwm / 1024.0)),
+                               ("tend.db + WAL on disk", fmt(size / 1048576.0))])
+        print("target <= 64 MB RSS: %s (%.1f MB, peak %.1f MB)"
+              % (verdict(rss <= 64 * 1024), rss / 1024.0, hwm / 1024.0))
     finally:
         t.close()
 
