@@ -179,8 +179,10 @@ static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max) {
         out = 3;
     }
     s->heartbeat_due = false;
-    if (out > 0)
+    if (out > 0) {
+        h->srv->progress++; /* a long replay is progress for the MHD driver */
         return (ssize_t)out;
+    }
     if (h->closed)
         return MHD_CONTENT_READER_END_OF_STREAM;
     /* Nothing to say: park the connection until there is. */

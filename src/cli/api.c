@@ -110,6 +110,7 @@ static void record(api_request *req, int status) {
         st->slot_requests[slot] = st->slot_errors[slot] = 0;
         st->slot_latency_ms[slot] = 0;
     }
+    req->srv->progress++;
     st->slot_requests[slot]++;
     st->slot_latency_ms[slot] += ms;
     st->requests_total++;
@@ -425,8 +426,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
  * such a timer again in the same pass, so a connection on which MHD makes
  * no progress kept uv_run() from ever polling again.  Instead the daemon
  * runs on the next loop iteration (after I/O, signals and timers had their
- * turn), and when MHD keeps saying 0 without answering any request for
- * API_SPIN_RUNS runs in a row, the driver backs off: the daemon's poll
+ * turn), and when MHD keeps saying 0 without making progress (no request
+ * answered, nothing written to an event stream) for API_SPIN_RUNS runs
+ * in a row, the driver backs off: the daemon's poll
  * watcher is stopped and it runs from a timer every 1, 2, 4 ... up to
  * API_BACKOFF_MAX_MS ms until MHD asks for a real timeout again (a stuck
  * connection is closed by MHD's connection timeout).  So no connection can
@@ -443,12 +445,12 @@ static void run_daemon(api_server *srv, struct api_driver *drv) {
     struct MHD_Daemon *d = *drv->daemon;
     if (!d || !drv->active)
         return;
-    uint64_t answered = srv->stats.requests_total;
+    uint64_t progress = srv->progress;
     drv->again = false;
     MHD_run(d);
     MHD_UNSIGNED_LONG_LONG to;
     bool has_to = MHD_get_timeout(d, &to) == MHD_YES;
-    if (!has_to || to > 0 || srv->stats.requests_total != answered)
+    if (!has_to || to > 0 || srv->progress != progress)
         drv->zero_runs = 0;
     if (has_to && to == 0)
         drv->zero_runs++;

@@ -95,6 +95,8 @@ struct api_server {
         bool backing_off;           /* poll stopped, timer armed */
         unsigned zero_runs;         /* runs in a row after which MHD said "0 ms" */
     } tcp_drv, unix_drv;
+    uint64_t progress;              /* answers queued and event-stream bytes written:
+                                     * what the driver counts as MHD making progress */
     uv_idle_t again_idle;           /* runs the drivers flagged `again` */
     bool idle_active;
     char *socket_path;

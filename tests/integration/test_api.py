@@ -1225,6 +1225,29 @@ def test_events_stream_and_resume():
     assert t.stop() == 0
 
 
+def test_events_long_replay_is_fast():
+    """Resuming from the start of a ring full of long events (about 2 MB
+    of service output) streams at full speed: writing a long stream is
+    progress, so the server never backs off in the middle of it."""
+    t = api_tend('''
+        services:
+          p:
+            command: ["python3", "-c", "import sys, time\\nfor i in range(1000): print('%04d ' % i + 'x' * 2000)\\nsys.stdout.flush()\\ntime.sleep(120)"]
+        ''', args=["--no-start"])
+    live = SSE(t, query="?types=service.output")
+    assert post(t, "/api/v1/system/start")[0] == 200
+    live.collect_until(lambda e: e["data"]["line"].startswith("0999 "), timeout=30)
+    live.close()
+    t0 = time.monotonic()
+    ev = SSE(t, query="?types=service.output", last_event_id=0)
+    got = ev.collect_until(lambda e: e["data"]["line"].startswith("0999 "), timeout=30)
+    took = time.monotonic() - t0
+    ev.close()
+    assert len(got) >= 1000 and all(len(e["data"]["line"]) == 2005 for e in got), len(got)
+    assert took < slow(3), "replaying %d events took %.1f s" % (len(got), took)
+    assert t.stop() == 0
+
+
 def test_events_state_from_field():
     """Each service.state event's `from` is the state the service left: a
     restart goes ready -> stopping -> backoff -> starting -> ready."""
@@ -1334,6 +1357,7 @@ if __name__ == "__main__":
         test_env_values_never_exposed,
         test_events_delivered_without_other_traffic,
         test_events_stream_and_resume,
+        test_events_long_replay_is_fast,
         test_events_state_from_field,
         test_events_end_at_shutdown,
         test_events_stream_limit,
