@@ -427,12 +427,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
  * no progress kept uv_run() from ever polling again.  Instead the daemon
  * runs on the next loop iteration (after I/O, signals and timers had their
  * turn), and when MHD keeps saying 0 without making progress (no request
- * answered, nothing written to an event stream) for API_SPIN_RUNS runs
- * in a row, the driver backs off: the daemon's poll
- * watcher is stopped and it runs from a timer every 1, 2, 4 ... up to
- * API_BACKOFF_MAX_MS ms until MHD asks for a real timeout again (a stuck
- * connection is closed by MHD's connection timeout).  So no connection can
- * block the loop or make it spin.
+ * answered, nothing written to an event stream) for API_SPIN_RUNS runs in
+ * a row, the driver backs off: the daemon's poll watcher is stopped and it
+ * runs from a timer every 1, 2, 4 ... up to API_BACKOFF_MAX_MS ms until
+ * MHD asks for a real timeout again or makes progress (a stuck connection
+ * is closed by MHD's connection timeout).  So no connection can block the
+ * loop or make it spin.
  */
 #define API_SPIN_RUNS 64
 #define API_BACKOFF_MAX_MS 100
