@@ -167,10 +167,12 @@ def test_expiry_and_sweep():
         d = call(t, "GET", "/api/v1/sessions")[1]
         return d["count"] == 1 and d["expired_total"] == 5 and d
     wait_for(swept, slow(10), what="the sweeper")
-    # A touch keeps a session alive past its first expiry.
-    assert call(t, "PUT", "/api/v1/sessions/kept", {"data": 1, "ttl": "1500ms"})[0] == 201
-    for _ in range(3):
-        time.sleep(0.6)
+    # A touch keeps a session alive past its first expiry (touched at a
+    # third of its ttl, three times: a stall of two thirds is tolerated).
+    ttl_ms = int(3000 * SLOW)
+    assert call(t, "PUT", "/api/v1/sessions/kept", {"data": 1, "ttl": "%dms" % ttl_ms})[0] == 201
+    for _ in range(4):
+        time.sleep(ttl_ms / 3000.0)
         assert call(t, "POST", "/api/v1/sessions/kept/touch")[0] == 200
     assert call(t, "GET", "/api/v1/sessions/kept")[0] == 200
     stop(t)
