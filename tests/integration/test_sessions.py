@@ -207,10 +207,10 @@ def test_persist_across_restart():
     assert call(t, "GET", "/api/v1/sessions")[1]["persist"] is True
     assert call(t, "PUT", "/api/v1/sessions/keep", {"data": {"n": 1}})[0] == 201
     assert call(t, "PUT", "/api/v1/sessions/keep", {"data": {"n": 2}, "ttl": "3h"})[0] == 200
-    assert call(t, "PUT", "/api/v1/sessions/short", {"data": 1, "ttl": "1s"})[0] == 201
+    assert call(t, "PUT", "/api/v1/sessions/short", {"data": 1, "ttl": "30m"})[0] == 201
     assert call(t, "PUT", "/api/v1/sessions/gone", {"data": 1})[0] == 201
     assert call(t, "DELETE", "/api/v1/sessions/gone")[0] == 204
-    assert call(t, "PUT", "/api/v1/sessions/touched", {"data": 1, "ttl": "1s"})[0] == 201
+    assert call(t, "PUT", "/api/v1/sessions/touched", {"data": 1, "ttl": "10m"})[0] == 201
     st, d = call(t, "POST", "/api/v1/sessions/touched/touch", {"ttl": "2h"})
     assert st == 200
     touched_expiry = d["expires_at"]
