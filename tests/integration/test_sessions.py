@@ -150,12 +150,13 @@ def test_max_value():
 
 
 def test_expiry_and_sweep():
-    t = start_tend("sessions: {ttl: 1s, cleanup_interval: 1s}\n")
+    ttl = int(1500 * SLOW)  # ms; the default ttl of this tend
+    t = start_tend("sessions: {ttl: %dms, cleanup_interval: 1s}\n" % ttl)
     for i in range(5):
         assert call(t, "PUT", "/api/v1/sessions/s%d" % i, {"data": i})[0] == 201
     assert call(t, "PUT", "/api/v1/sessions/long", {"data": 1, "ttl": "1h"})[0] == 201
     assert call(t, "GET", "/api/v1/sessions/s0")[0] == 200
-    time.sleep(1.2)
+    time.sleep(ttl / 1000.0 + 0.2)
     # Expired: never served, whatever the sweeper did so far.
     st, d = call(t, "GET", "/api/v1/sessions/s0")
     assert st == 404 and error_code(d) == "not_found"
