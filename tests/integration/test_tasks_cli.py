@@ -135,6 +135,33 @@ def test_queue_and_stats_commands():
     assert t.stop() == 0
 
 
+def test_url_token_and_limits():
+    """Over TCP with --url / TEND_URL and TEND_TOKEN; a payload over
+    tasks.max_payload is refused (413, exit 1) and nothing is stored."""
+    port = free_port()
+    token = "task-cli-token-0123456789"
+    t = task_tend('''
+        max_payload: 1K
+        queues:
+          q: {handler: pull}
+        ''', extra='api: {listen: "127.0.0.1:%d", token_file: token}' % port, start=False)
+    with open(t.path("token"), "w") as f:
+        f.write(token)
+    t.start()
+    wait_up(t)
+    url = "http://127.0.0.1:%d" % port
+    r = check_cli(tend_cli(None, ["task", "add", "--url", url, "q", "1"], config=False), 1)
+    assert "401" in one_line_error(r), r.stderr
+    env = {"TEND_TOKEN": token}
+    tid = check_cli(tend_cli(None, ["task", "add", "--url", url, "q", '{"k": 1}'], env=env, config=False), 0).stdout.strip()
+    r = check_cli(tend_cli(None, ["task", "ls"], env=dict(env, TEND_URL=url), config=False), 0)
+    assert tid in r.stdout, r.stdout
+    r = check_cli(tend_cli(t, ["task", "add", "q", "-"], input=json.dumps("x" * 2000)), 1)
+    assert "413" in one_line_error(r), r.stderr
+    assert [x["id"] for x in list_tasks(t)["tasks"]] == [tid]
+    assert t.stop() == 0
+
+
 def test_unreachable_exit_3():
     t = task_tend('''
         queues:
@@ -153,4 +180,4 @@ def test_unreachable_exit_3():
 
 
 if __name__ == "__main__":
-    run([test_task_commands, test_queue_and_stats_commands, test_unreachable_exit_3])
+    run([test_task_commands, test_queue_and_stats_commands, test_url_token_and_limits, test_unreachable_exit_3])
