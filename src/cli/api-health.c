@@ -71,7 +71,7 @@ json_t *api_health_json(api_server *srv, int *ret_http_status) {
     self_usage u;
     resources_self(&u);
     double gpu_mb;
-    bool has_gpu = resources_gpu_memory_mb(pgids, n_pg, &gpu_mb);
+    bool has_gpu = resources_gpu_memory_mb(srv->loop, pgids, n_pg, &gpu_mb);
 
     api_stats *st = &srv->stats;
     int64_t now_s = now_mono_ms() / 1000;

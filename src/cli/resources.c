@@ -120,8 +120,10 @@ typedef nvmlReturn_t (*nvml_procs_fn)(nvmlDevice_t, unsigned int *, void *);
 #define NVML_MAX_PROCS 65536    /* per device and list: a bound on the buffer */
 
 static struct {
-    bool tried, ok;
+    bool opened, open_ok;       /* nvml_open(): the library and its symbols */
+    bool inited, init_ok;       /* nvml_init(): nvmlInit (where sampling runs) */
     void *lib;
+    nvmlReturn_t (*init)(void);
     nvmlReturn_t (*count)(unsigned int *);
     nvmlReturn_t (*handle)(unsigned int, nvmlDevice_t *);
     nvml_procs_fn procs[2];     /* compute, graphics */
@@ -140,10 +142,12 @@ static void *sym(const char *const *names, size_t *which) {
     return NULL;
 }
 
-static bool nvml_load(void) {
-    if (nvml.tried)
-        return nvml.ok;
-    nvml.tried = true;
+/* Loads the library and resolves the entry points: cheap (no driver
+ * call), so done on the loop, and it tells whether there is NVML at all. */
+static bool nvml_open(void) {
+    if (nvml.opened)
+        return nvml.open_ok;
+    nvml.opened = true;
     const char *path = getenv("TEND_NVML_LIBRARY");
     nvml.lib = dlopen(path && *path ? path : "libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
     if (!nvml.lib)
@@ -157,8 +161,7 @@ static bool nvml_load(void) {
         {"nvmlDeviceGetGraphicsRunningProcesses_v3", "nvmlDeviceGetGraphicsRunningProcesses_v2",
          "nvmlDeviceGetGraphicsRunningProcesses", NULL},
     };
-    nvmlReturn_t (*init)(void);
-    *(void **)&init = sym(init_names, NULL);
+    *(void **)&nvml.init = sym(init_names, NULL);
     *(void **)&nvml.count = sym(count_names, NULL);
     *(void **)&nvml.handle = sym(handle_names, NULL);
     for (int k = 0; k < 2; k++) {
@@ -166,21 +169,23 @@ static bool nvml_load(void) {
         *(void **)&nvml.procs[k] = sym(proc_names[k], &which);
         nvml.entry_size[k] = which == 2 ? sizeof(nvml_proc_v1) : sizeof(nvml_proc_v2);
     }
-    if (!init || !nvml.count || !nvml.handle || !nvml.procs[0] || init() != NVML_SUCCESS) {
+    if (!nvml.init || !nvml.count || !nvml.handle || !nvml.procs[0]) {
         dlclose(nvml.lib);
-        memset(&nvml, 0, sizeof(nvml));
-        nvml.tried = true;
+        nvml.lib = NULL;
         return false;
     }
-    nvml.ok = true;
+    nvml.open_ok = true;
     return true;
 }
 
-void resources_gpu_reset(void) {
-    if (nvml.lib)
-        dlclose(nvml.lib); /* no nvmlShutdown: a test's fake, or never at run time */
-    memset(&nvml, 0, sizeof(nvml));
-    resources_gpu_memory_mb(NULL, 0, NULL);
+/* nvmlInit talks to the driver and may take long (hundreds of ms when no
+ * process holds the GPU open): only called where sampling runs. */
+static bool nvml_init(void) {
+    if (nvml.inited)
+        return nvml.init_ok;
+    nvml.inited = true;
+    nvml.init_ok = nvml_open() && nvml.init() == NVML_SUCCESS;
+    return nvml.init_ok;
 }
 
 static bool in_groups(unsigned int pid, const pid_t *pgids, size_t n) {
@@ -263,26 +268,83 @@ static int read_list(int k, nvmlDevice_t dev, gpu_proc **procs, size_t *n, size_
 
 static bool gpu_sample(const pid_t *pgids, size_t n, double *ret_mb);
 
-bool resources_gpu_memory_mb(const pid_t *pgids, size_t n, double *ret_mb) {
-    static bool cached_ok;
-    static double cached_mb;
-    static int64_t cached_us;
-    if (!ret_mb) { /* resources_gpu_reset() */
-        cached_us = 0;
-        return false;
-    }
-    int64_t now = now_mono_us();
-    if (cached_us == 0 || now - cached_us >= 1000000) {
-        cached_ok = gpu_sample(pgids, n, &cached_mb);
-        cached_us = now;
-    }
-    *ret_mb = cached_mb;
-    return cached_ok;
+/*
+ * The last sample, renewed when it is GPU_SAMPLE_US old.  With a loop, a
+ * new sample is taken on libuv's thread pool (NVML calls are ioctls into
+ * the driver that may block) and the answer is the previous one meanwhile:
+ * null until the first sample is in.  Without NVML no thread is used.
+ */
+#define GPU_SAMPLE_US 1000000
+static struct {
+    bool have, ok, busy;
+    double mb;
+    int64_t at_us;
+    uv_work_t work;
+    pid_t *pgids;               /* the worker's copy */
+    size_t n;
+    bool result_ok;
+    double result_mb;
+} gpu;
+
+static void gpu_work(uv_work_t *w) {
+    (void)w;
+    gpu.result_ok = gpu_sample(gpu.pgids, gpu.n, &gpu.result_mb);
 }
 
+static void gpu_after(uv_work_t *w, int status) {
+    (void)w;
+    gpu.busy = false;
+    free(gpu.pgids);
+    gpu.pgids = NULL;
+    gpu.have = true;
+    gpu.ok = status == 0 && gpu.result_ok;
+    gpu.mb = gpu.ok ? gpu.result_mb : 0;
+    gpu.at_us = now_mono_us();
+}
+
+bool resources_gpu_memory_mb(uv_loop_t *loop, const pid_t *pgids, size_t n, double *ret_mb) {
+    int64_t now = now_mono_us();
+    if (!gpu.busy && (!gpu.have || now - gpu.at_us >= GPU_SAMPLE_US)) {
+        if (!nvml_open()) {
+            gpu.have = true;
+            gpu.ok = false;
+            gpu.at_us = now;
+        } else if (!loop) {
+            gpu.ok = gpu_sample(pgids, n, &gpu.mb);
+            gpu.have = true;
+            gpu.at_us = now;
+        } else {
+            gpu.pgids = malloc((n ? n : 1) * sizeof(*pgids));
+            if (gpu.pgids) {
+                if (n)
+                    memcpy(gpu.pgids, pgids, n * sizeof(*pgids));
+                gpu.n = n;
+                if (uv_queue_work(loop, &gpu.work, gpu_work, gpu_after) == 0) {
+                    gpu.busy = true;
+                } else {
+                    free(gpu.pgids);
+                    gpu.pgids = NULL;
+                }
+            }
+        }
+    }
+    *ret_mb = gpu.mb;
+    return gpu.have && gpu.ok;
+}
+
+void resources_gpu_reset(void) {
+    if (gpu.busy)
+        return; /* a sample in flight: tests wait for it first */
+    if (nvml.lib)
+        dlclose(nvml.lib); /* no nvmlShutdown: a test's fake, or never at run time */
+    memset(&nvml, 0, sizeof(nvml));
+    memset(&gpu, 0, sizeof(gpu));
+}
+
+/* Runs on the sampling thread (or the caller's, without a loop). */
 static bool gpu_sample(const pid_t *pgids, size_t n, double *ret_mb) {
     *ret_mb = 0;
-    if (!nvml_load())
+    if (!nvml_init())
         return false;
     unsigned int devs = 0;
     if (nvml.count(&devs) != NVML_SUCCESS)

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <uv.h>
 
 typedef struct self_usage {
     double rss_mb;
@@ -31,9 +32,13 @@ void resources_self(self_usage *u);
  * summed over every GPU, sampled at most once a second.  Returns false
  * when NVML is unavailable (no libnvidia-ml.so.1, or its init fails):
  * /health then says null.  $TEND_NVML_LIBRARY names another library.
+ * With a loop, the sample is taken on libuv's thread pool and the last
+ * one is returned meanwhile (false until the first is in); without one
+ * (tests), synchronously.
  */
-bool resources_gpu_memory_mb(const pid_t *pgids, size_t n, double *ret_mb);
-/* Forgets the loaded library and the cached sample (for tests). */
+bool resources_gpu_memory_mb(uv_loop_t *loop, const pid_t *pgids, size_t n, double *ret_mb);
+/* Forgets the loaded library and the cached sample (for tests; not while
+ * a sample is being taken). */
 void resources_gpu_reset(void);
 
 #endif

@@ -132,8 +132,8 @@ static void test_gpu_absent(void **state) {
     resources_gpu_reset();
     pid_t pg = getpgid(0);
     double mb = -1;
-    assert_false(resources_gpu_memory_mb(&pg, 1, &mb));
-    assert_false(resources_gpu_memory_mb(NULL, 0, &mb));
+    assert_false(resources_gpu_memory_mb(NULL, &pg, 1, &mb));
+    assert_false(resources_gpu_memory_mb(NULL, NULL, 0, &mb));
     unsetenv("TEND_NVML_LIBRARY");
     resources_gpu_reset();
 }
@@ -161,12 +161,12 @@ static void test_gpu_fake_nvml(void **state) {
              (int)me);
     with_fake("2", procs);
     double mb = -1;
-    assert_true(resources_gpu_memory_mb(&pg, 1, &mb));
+    assert_true(resources_gpu_memory_mb(NULL, &pg, 1, &mb));
     assert_true(mb > 149.99 && mb < 150.01);
     /* The sample is kept for a second: resetting reads it again. */
     resources_gpu_reset();
     mb = -1;
-    assert_true(resources_gpu_memory_mb(NULL, 0, &mb)); /* no services: 0, not null */
+    assert_true(resources_gpu_memory_mb(NULL, NULL, 0, &mb)); /* no services: 0, not null */
     assert_true(mb == 0.0);
 
     /* More processes than the first buffer (64) holds. */
@@ -175,14 +175,42 @@ static void test_gpu_fake_nvml(void **state) {
         o += (size_t)snprintf(procs + o, sizeof(procs) - o, "%s0:c:%d:1", i ? "," : "", i < 100 ? (int)me : 1000000 + i);
     with_fake("1", procs);
     mb = -1;
-    assert_true(resources_gpu_memory_mb(&pg, 1, &mb));
+    assert_true(resources_gpu_memory_mb(NULL, &pg, 1, &mb));
     assert_true(mb > 0.99 && mb < 1.01); /* one pid, counted once */
 
     /* A driver whose init fails: null. */
     setenv("FAKE_NVML_INIT_FAILS", "1", 1);
     with_fake("1", "");
-    assert_false(resources_gpu_memory_mb(&pg, 1, &mb));
+    assert_false(resources_gpu_memory_mb(NULL, &pg, 1, &mb));
     unsetenv("FAKE_NVML_INIT_FAILS");
+    unsetenv("TEND_NVML_LIBRARY");
+    resources_gpu_reset();
+}
+
+/* With a loop: the sample is taken on the thread pool; until it is in,
+ * the answer is "unknown" (null), then the figure. */
+static void test_gpu_async(void **state) {
+    (void)state;
+    pid_t me = getpid(), pg = getpgid(0);
+    char procs[256];
+    snprintf(procs, sizeof(procs), "0:c:%d:64", (int)me);
+    with_fake("1", procs);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    double mb = -1;
+    assert_false(resources_gpu_memory_mb(&loop, &pg, 1, &mb)); /* queued, nothing yet */
+    assert_false(resources_gpu_memory_mb(&loop, &pg, 1, &mb)); /* still in flight: no second one */
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);        /* the sample comes back */
+    assert_true(resources_gpu_memory_mb(&loop, &pg, 1, &mb));
+    assert_true(mb > 63.99 && mb < 64.01);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    /* No NVML: answered on the spot, no thread. */
+    setenv("TEND_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1", 1);
+    resources_gpu_reset();
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_false(resources_gpu_memory_mb(&loop, &pg, 1, &mb));
+    assert_int_equal(uv_loop_alive(&loop), 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
     unsetenv("TEND_NVML_LIBRARY");
     resources_gpu_reset();
 }
@@ -195,6 +223,7 @@ int main(void) {
         cmocka_unit_test(test_route_match),
         cmocka_unit_test(test_gpu_absent),
         cmocka_unit_test(test_gpu_fake_nvml),
+        cmocka_unit_test(test_gpu_async),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
