@@ -1072,12 +1072,16 @@ def test_non_loopback_needs_token():
 
 def test_unix_socket_only():
     """api.listen "": no TCP, the unix socket serves everything; it is
-    removed at exit."""
-    t = Tend('''
-        services:
-          a:
-            command: {a}
-        ''', a=cmd(name="a"))
+    removed at exit.  It is 0600 even when tend runs with umask 0."""
+    old_umask = os.umask(0)
+    try:
+        t = Tend('''
+            services:
+              a:
+                command: {a}
+            ''', a=cmd(name="a"))
+    finally:
+        os.umask(old_umask)
     t.wait_state("a", "ready")
     sock = t.path(".tend", "tend.sock")
     wait_for(lambda: os.path.exists(sock), 5, what="the socket")
