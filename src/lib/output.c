@@ -76,13 +76,22 @@ void logfile_close(logfile *lf) {
     lf->path = NULL;
 }
 
+/*
+ * Reads land in one buffer per thread, shared by every stream (a read is
+ * consumed by its callback before the next one is allocated); a stream
+ * keeps only the unfinished end of its last line, in a buffer that grows
+ * with it.  So an idle service's stream costs a few dozen bytes rather
+ * than a line buffer of OUTPUT_MAX_LINE.
+ */
+#define OUTPUT_READ_SIZE (64 * 1024)
+
 struct output_stream {
     uv_pipe_t pipe;
     logfile *lf;
     output_line_cb cb;
     void *data;
-    size_t len;
-    char buf[OUTPUT_MAX_LINE];
+    char *tail;             /* the unfinished line, without a newline yet */
+    size_t len, cap;
 };
 
 static void emit(output_stream *s, const char *line, size_t len) {
@@ -95,38 +104,85 @@ static void emit(output_stream *s, const char *line, size_t len) {
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-    output_stream *s = h->data;
-    buf->base = s->buf + s->len;
-    buf->len = sizeof(s->buf) - s->len;
+    static _Thread_local char *shared;
+    if (!shared)
+        shared = malloc(OUTPUT_READ_SIZE);
+    *buf = shared ? uv_buf_init(shared, OUTPUT_READ_SIZE) : uv_buf_init(NULL, 0);
 }
 
-static void on_close(uv_handle_t *h) { free(h->data); }
+static void on_close(uv_handle_t *h) {
+    output_stream *s = h->data;
+    free(s->tail);
+    free(s);
+}
+
+/* Appends to the unfinished line; a line reaching OUTPUT_MAX_LINE is
+ * emitted in pieces of that size. */
+static void tail_append(output_stream *s, const char *p, size_t n) {
+    while (n > 0) {
+        if (s->len == s->cap) {
+            size_t cap = s->cap ? s->cap * 2 : 256;
+            if (cap > OUTPUT_MAX_LINE)
+                cap = OUTPUT_MAX_LINE;
+            char *nt = cap > s->cap ? realloc(s->tail, cap) : NULL;
+            if (!nt) {
+                if (s->len == 0)
+                    return; /* out of memory: the rest of this read is lost */
+                /* Full (or out of memory): what we have is a line. */
+                emit(s, s->tail, s->len);
+                s->len = 0;
+                continue;
+            }
+            s->tail = nt;
+            s->cap = cap;
+        }
+        size_t take = s->cap - s->len < n ? s->cap - s->len : n;
+        memcpy(s->tail + s->len, p, take);
+        s->len += take;
+        p += take;
+        n -= take;
+    }
+}
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
     output_stream *s = st->data;
     if (n < 0) {
         if (s->len > 0)
-            emit(s, s->buf, s->len);
+            emit(s, s->tail, s->len);
         s->len = 0;
         if (s->cb)
             s->cb(s->data, NULL, 0); /* end of stream: the owner forgets us */
         uv_close((uv_handle_t *)&s->pipe, on_close);
         return;
     }
-    s->len += (size_t)n;
-    size_t start = 0;
-    for (size_t i = 0; i < s->len; i++) {
-        if (s->buf[i] == '\n') {
-            emit(s, s->buf + start, i - start);
-            start = i + 1;
+    const char *p = buf->base, *end = buf->base + n;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl) {
+            tail_append(s, p, (size_t)(end - p));
+            break;
         }
+        if (s->len > 0) {
+            tail_append(s, p, (size_t)(nl - p));
+            emit(s, s->tail, s->len);
+            s->len = 0;
+        } else if ((size_t)(nl - p) > OUTPUT_MAX_LINE) {
+            /* An over-long line: split it, as the tail would. */
+            while ((size_t)(nl - p) > OUTPUT_MAX_LINE) {
+                emit(s, p, OUTPUT_MAX_LINE);
+                p += OUTPUT_MAX_LINE;
+            }
+            emit(s, p, (size_t)(nl - p));
+        } else {
+            emit(s, p, (size_t)(nl - p));
+        }
+        p = nl + 1;
     }
-    if (start == 0 && s->len == sizeof(s->buf)) {
-        emit(s, s->buf, s->len); /* an over-long line: split it */
-        s->len = 0;
-    } else if (start > 0) {
-        memmove(s->buf, s->buf + start, s->len - start);
-        s->len -= start;
+    if (s->cap > 1024 && s->len == 0) {
+        /* A burst of long lines is over: give the memory back. */
+        free(s->tail);
+        s->tail = NULL;
+        s->cap = 0;
     }
 }
 
