@@ -160,7 +160,8 @@ static void test_parallel_and_timeouts(void **state) {
         snprintf(names[i], sizeof(names[i]), "slow%d", i);
         add_check(h, names[i], &slow[i], true, 5000);
     }
-    probe hung = {.result = TEND_HEALTH_HEALTHY, .sleep_ms = 1500};
+    /* Static: its thread outlives this test (that is the point). */
+    static probe hung = {.result = TEND_HEALTH_HEALTHY, .sleep_ms = 1500};
     add_check(h, "deps/hung", &hung, false, 100);
     int64_t t0 = mono_ms();
     tend_health_report *r;
@@ -189,7 +190,6 @@ static void test_parallel_and_timeouts(void **state) {
      * answer is dropped (the thread frees its own job). */
     assert_int_equal(tend_runtime_shutdown(rt, 1000), 0);
     tend_runtime_free(rt);
-    sleep_ms(1600); /* let it finish before the probe goes out of scope */
 }
 
 static void test_periodic(void **state) {
