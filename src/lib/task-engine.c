@@ -49,7 +49,13 @@
 #define UPDATE_RETRY_MS 1000
 #define INTAKE_BATCH 10000
 #define RATE_SLOTS 10
-#define PULL_HOLD_MAX 1024
+/* Pull queues claim ahead of the reserves (a window of leases ready to
+ * hand out), so a reserve is answered without waiting for a commit; a
+ * claimed lease not handed out within PULL_HOLD_MS goes back to pending
+ * with its attempt uncounted. */
+#define PULL_PREFETCH_MAX 64
+#define PULL_PREFETCH_PER_WAITER 8
+#define PULL_HOLD_MS 2000
 
 typedef struct tq tq;
 typedef struct waiter waiter;
@@ -86,7 +92,8 @@ struct tq {
     bool sched_unknown;     /* scheduled tasks whose time is not in the heap */
     waiter *waiters, *waiters_tail;
     size_t n_waiters;
-    task_run *held;         /* pull: claimed, not yet handed out (list) */
+    int64_t last_reserve_ms;
+    task_run *held, *held_tail; /* pull: claimed, not yet handed out (FIFO) */
     size_t n_held;
     uint64_t submitted[STORE_PRIORITY_MAX];
     uint64_t finished[4];
@@ -142,6 +149,7 @@ struct task_engine {
 };
 
 static void unhold(tq *q, task_run *r);
+static void drop_held(tq *q, task_run *r);
 static void finish_shutdown(task_engine *e);
 static void pump(tq *q);
 static void pump_all(task_engine *e);
@@ -791,6 +799,10 @@ static void on_heap_timer(uv_timer_t *t) {
         if (r->aborted) {
             continue; /* already being stopped; wait for the backend */
         }
+        if (!q->backend && r->held) {
+            drop_held(q, r);
+            continue;
+        }
         if (!q->backend) {
             /* An expired lease: the attempt failed; the task is redelivered
              * after its backoff. */
@@ -898,7 +910,11 @@ static void waiter_free(waiter *w) {
     }
 }
 
+/* The lease starts when a worker gets the task. */
 static void give_lease(tq *q, waiter *w, task_run *r) {
+    int64_t lease = r->timeout_ms > 0 ? r->timeout_ms : 30000;
+    heap_update(q->e, r, now_mono_ms() + lease);
+    r->tasks[0].lease_until = now_wall_ms() + lease;
     waiter_unlink(q, w);
     w->done(w->data, 0, &r->tasks[0]);
     waiter_free(w);
@@ -906,11 +922,13 @@ static void give_lease(tq *q, waiter *w, task_run *r) {
 
 static void hold_lease(tq *q, task_run *r) {
     r->held = true;
-    r->list_next = q->held;
-    r->list_prev = NULL;
-    if (q->held)
-        q->held->list_prev = r;
-    q->held = r;
+    r->list_next = NULL;
+    r->list_prev = q->held_tail;
+    if (q->held_tail)
+        q->held_tail->list_next = r;
+    else
+        q->held = r;
+    q->held_tail = r;
     q->n_held++;
 }
 
@@ -922,8 +940,20 @@ static void unhold(tq *q, task_run *r) {
         q->held = r->list_next;
     if (r->list_next)
         r->list_next->list_prev = r->list_prev;
+    else
+        q->held_tail = r->list_prev;
     r->list_prev = r->list_next = NULL;
     q->n_held--;
+}
+
+/* A held lease nobody took: back to pending, the attempt not counted. */
+static void drop_held(tq *q, task_run *r) {
+    unhold(q, r);
+    heap_remove(q->e, r);
+    hash_remove(q->e, r);
+    q->running--;
+    write_outcome(q, &r->tasks[0], OUT_UNCLAIM, NULL, -1, NULL, NULL);
+    run_free(r);
 }
 
 static void serve_waiters(tq *q) {
@@ -942,8 +972,8 @@ static void start_lease(tq *q, task_run *r) {
     count_move(q, r->tasks[0].run_at > r->tasks[0].created_at ? STORE_TASK_SCHEDULED : STORE_TASK_PENDING,
                STORE_TASK_RUNNING, r->tasks[0].priority);
     notify_state(e, &r->tasks[0], STORE_TASK_PENDING, STORE_TASK_RUNNING);
-    int64_t lease = r->timeout_ms > 0 ? r->timeout_ms : 30000;
-    r->deadline_mono_ms = now_mono_ms() + lease;
+    /* Until it is handed out, its deadline is the hold limit. */
+    r->deadline_mono_ms = now_mono_ms() + PULL_HOLD_MS;
     (void)heap_add(e, r);
     if (q->spec->dry_run) {
         elog(e, LOG_INFO, q, "dry run: task %s marked succeeded without a worker", r->tasks[0].id);
@@ -1161,8 +1191,15 @@ static void arm_queue_timer(tq *q) {
 static size_t free_slots(tq *q) {
     task_engine *e = q->e;
     if (!q->backend) {
-        size_t want = q->n_waiters > q->n_held ? q->n_waiters - q->n_held : 0;
-        return want;
+        /* Claim when reserves wait, and ahead of them while workers are
+         * active (a reserve within the last second) and the window runs
+         * low, so the next reserves find a lease ready. */
+        bool active = now_mono_ms() - q->last_reserve_ms < 1000;
+        if (q->n_waiters <= q->n_held && !(active && q->n_held < PULL_PREFETCH_MAX / 4))
+            return 0;
+        size_t target = MIN((size_t)PULL_PREFETCH_MAX, MAX(q->n_waiters * PULL_PREFETCH_PER_WAITER,
+                                                           (size_t)PULL_PREFETCH_MAX / 2));
+        return target > q->n_held ? target - q->n_held : 0;
     }
     size_t conc = (size_t)MAX(q->spec->concurrency, 1);
     size_t used = q->running + q->claiming;
@@ -2016,6 +2053,7 @@ int task_engine_reserve(task_engine *e, const char *queue, int64_t wait_ms, task
     if (ret)
         *ret = (task_reserve *)w;
     q->maybe_ready = true; /* external workers ask: look */
+    q->last_reserve_ms = now_mono_ms();
     uv_timer_start(&q->timer, on_queue_timer, 0, 0);
     return 0;
 }
@@ -2385,15 +2423,8 @@ void task_engine_shutdown(task_engine *e, int64_t deadline_ms, void (*done)(void
                 w->done(w->data, -ESHUTDOWN, NULL);
                 waiter_free(w);
             }
-            while (q->held) {
-                task_run *r = q->held;
-                unhold(q, r);
-                heap_remove(e, r);
-                hash_remove(e, r);
-                q->running--;
-                write_outcome(q, &r->tasks[0], OUT_UNCLAIM, NULL, -1, NULL, NULL);
-                run_free(r);
-            }
+            while (q->held)
+                drop_held(q, q->held);
         }
         size_t n = e->n_heap;
         if (n)
