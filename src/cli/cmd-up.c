@@ -233,6 +233,10 @@ static int tasks_start(up_ctx *u, uv_loop_t *loop, const tend_config *cfg) {
         cli_error("tasks: recovering the tasks left running failed: %s", strerror(-w.result));
         return EXIT_RUNTIME;
     }
+    /* A signal while recovering: shutdown began (and may have closed the
+     * store); start nothing, the caller unwinds. */
+    if (u->sup->phase >= PHASE_STOPPING || !u->store)
+        return 0;
     if (op.recover.ret_requeued || op.recover.ret_dead)
         log_warn(NULL, "tasks: %zu tasks left running by the last run requeued, %zu on their last attempt now dead",
                     op.recover.ret_requeued, op.recover.ret_dead);
@@ -461,16 +465,32 @@ static int run(int argc, char **argv) {
         tend_config_free(cfg);
         return r;
     }
-    if (sessions_start(&u, &loop, cfg) != 0) { /* sessions */
+    if (u.sup->phase < PHASE_STOPPING && sessions_start(&u, &loop, cfg) != 0) { /* sessions */
         uv_close((uv_handle_t *)&u.deferred, NULL);
         tell_parent(&u, '1');
         supervisor_shutdown(u.sup, "the session store failed to start", EXIT_RUNTIME, 1000);
         uv_run(&loop, UV_RUN_DEFAULT);
+        u.engine = task_engine_free(u.engine);
         supervisor_free(u.sup);
         api_sessions_free(u.sessions);
         uv_loop_close(&loop);
         tend_config_free(cfg);
         return EXIT_RUNTIME;
+    }
+    if (u.sup->phase >= PHASE_STOPPING) {
+        /* SIGINT/SIGTERM while the store was recovered or sessions loaded:
+         * let that shutdown finish (the engine drains, the store closes)
+         * and start nothing. */
+        uv_close((uv_handle_t *)&u.deferred, NULL);
+        tell_parent(&u, '1');
+        uv_run(&loop, UV_RUN_DEFAULT);
+        int code = u.sup->exit_code;
+        u.engine = task_engine_free(u.engine);
+        u.sessions = api_sessions_free(u.sessions);
+        supervisor_free(u.sup);
+        uv_loop_close(&loop);
+        tend_config_free(cfg);
+        return code;
     }
     r = api_server_start(&u.api, &loop, cfg, u.sup, err, sizeof(err));
     if (r < 0) {
@@ -480,6 +500,7 @@ static int run(int argc, char **argv) {
         tell_parent(&u, '1');
         supervisor_shutdown(u.sup, "API failed to start", EXIT_USAGE, 1000);
         uv_run(&loop, UV_RUN_DEFAULT);
+        u.engine = task_engine_free(u.engine);
         supervisor_free(u.sup);
         api_sessions_free(u.sessions);
         uv_loop_close(&loop);

@@ -1155,6 +1155,8 @@ static void arm_at(tq *q, int64_t *best, int64_t delay) {
         *best = delay;
 }
 
+static size_t free_slots(tq *q);
+
 static void arm_queue_timer(tq *q) {
     task_engine *e = q->e;
     if (e->stopping || q->paused) {
@@ -1168,7 +1170,11 @@ static void arm_queue_timer(tq *q) {
         arm_at(q, &best, SWEEP_MS);
     else
         q->sched_unknown = false;
-    if (q->maybe_ready) {
+    /* Timers for conditions only a pump that can act on them may wait
+     * for: with a claim or fetch in flight, or no free slot, their
+     * outcome or a finishing run pumps again.  (A due batch with no free
+     * slot armed 0 ms timers forever, starving the loop's I/O.) */
+    if (q->maybe_ready && !q->claim_in_flight && !q->fetch_in_flight && free_slots(q) > 0) {
         if (q->br.threshold) {
             int64_t b = breaker_retry_in_ms(&q->br, now_mono);
             if (b > 0)
