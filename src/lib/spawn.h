@@ -39,6 +39,19 @@ typedef struct spawn_opts {
  */
 int spawn_process(const spawn_opts *o, pid_t *ret_pid, const char **ret_step);
 
+/*
+ * Asks the scheduler for a short time slice (100 us) for the calling
+ * thread: sched_setattr(2) with sched_runtime for SCHED_OTHER, Linux 6.12
+ * and later, no privilege needed; older kernels accept and ignore it.
+ * The thread's CPU share is unchanged; what changes is that, when woken,
+ * it runs at once instead of after the running task's slice (up to a few
+ * ms).  That matters to the loop thread right after spawning: the vfork
+ * parent is woken when the child execs, while the child goes on loading
+ * on the same CPU.  Children get the default slice back before exec.
+ * 0 or -errno.
+ */
+int spawn_request_short_slice(void);
+
 /* Resolves a user name or numeric uid; 0 or -errno (-ESRCH: no user). */
 int spawn_lookup_user(const char *user, uid_t *ret_uid, gid_t *ret_gid);
 

@@ -22,6 +22,7 @@
 
 #include "fdutil.h"
 #include "macros.h"
+#include "spawn.h"
 #include "strv.h"
 #include "timeutil.h"
 
@@ -412,6 +413,8 @@ int supervisor_new(uv_loop_t *loop, const tend_config *cfg, char *const *selecte
     sup->probe_ctx = (probe_ctx){.loop = loop, .reaper = &sup->reaper, .http = sup->http, .cwd = cfg->dir};
     /* Orphans re-parent to us, not to init, so we can reap them. */
     (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
+    /* The loop thread reacts at once when woken (spawn.h says why). */
+    (void)spawn_request_short_slice();
     uv_timer_init(loop, &sup->deadline);
     sup->deadline.data = sup;
 
