@@ -56,6 +56,14 @@
 #define PULL_PREFETCH_MAX 64
 #define PULL_PREFETCH_PER_WAITER 8
 #define PULL_HOLD_MS 2000
+/* A C-function queue over the memory store whose concurrency is not
+ * below tasks.workers hands the pool a window of up to FUNC_WINDOW tasks:
+ * the pool's tasks.workers threads are then what limits the tasks running
+ * at once (the queue's limit cannot bind), and the loop claims, dispatches
+ * and records outcomes thousands at a time instead of a handful per
+ * round trip.  Not over SQLite: a claimed task counts an attempt, which a
+ * crash would charge to tasks that never started. */
+#define FUNC_WINDOW 4096
 
 typedef struct tq tq;
 typedef struct waiter waiter;
@@ -77,6 +85,7 @@ struct tq {
     task_func fn;
     void *fn_data;
     bool paused;
+    bool windowed;          /* see FUNC_WINDOW */
     bool maybe_ready;
     bool claim_in_flight;
     bool fetch_in_flight, refetch;
@@ -765,7 +774,7 @@ void handler_done(task_run *r, const handler_result *res) {
         write_outcome(q, &r->tasks[i], o, te, retry_ms, d, rep ? rep->data : NULL);
     }
     free(failed);
-    if (q->backend)
+    if (q->backend && !q->windowed)
         e->running--;
     q->running--;
     free(r->cancel_mask);
@@ -847,7 +856,8 @@ static task_run *run_new(tq *q, store_task *tasks, size_t n) {
 
 static void start_run(tq *q, task_run *r) {
     task_engine *e = q->e;
-    e->running++;
+    if (!q->windowed)
+        e->running++;
     q->running++;
     (void)hash_add(e, r);
     for (size_t i = 0; i < r->n; i++) {
@@ -1003,7 +1013,7 @@ static void on_claim(store_op *op, int result) {
     task_engine *e = q->e;
     q->claim_in_flight = false;
     q->claiming -= c->limit;
-    if (q->backend)
+    if (q->backend && !q->windowed)
         e->claiming -= c->limit;
     if (result < 0) {
         elog(e, LOG_ERR, q, "cannot claim tasks: %s; trying again in 1 s", strerror(-result));
@@ -1096,7 +1106,7 @@ static int claim(tq *q, size_t limit, bool trial, bool as_batch) {
     }
     q->claim_in_flight = true;
     q->claiming += limit;
-    if (q->backend)
+    if (q->backend && !q->windowed)
         e->claiming += limit;
     return 0;
 }
@@ -1206,6 +1216,10 @@ static size_t free_slots(tq *q) {
         size_t target = MIN((size_t)PULL_PREFETCH_MAX, MAX(q->n_waiters * PULL_PREFETCH_PER_WAITER,
                                                            (size_t)PULL_PREFETCH_MAX / 2));
         return target > q->n_held ? target - q->n_held : 0;
+    }
+    if (q->windowed) {
+        size_t used = q->running + q->claiming;
+        return used < FUNC_WINDOW ? FUNC_WINDOW - used : 0;
     }
     size_t conc = (size_t)MAX(q->spec->concurrency, 1);
     size_t used = q->running + q->claiming;
@@ -2308,6 +2322,12 @@ int task_engine_start(task_engine *e) {
                 return -EINVAL;
             want_pool = true;
         }
+    }
+    bool memory = strcmp(store_backend_name(e->st), "memory") == 0;
+    for (size_t i = 0; i < e->n_qs; i++) {
+        tq *q = &e->qs[i];
+        q->windowed = memory && q->spec->handler == TEND_HANDLER_FUNC && !q->spec->batch &&
+                      q->spec->concurrency >= e->env.workers;
     }
     if (want_pool) {
         int r = func_pool_new(&e->env, e->env.workers, &e->env.pool);
