@@ -646,6 +646,33 @@ static void test_enqueue_threads(void **state) {
     fx_free(f);
 }
 
+static void wide(fx *f) {
+    f->q.concurrency = 64; /* >= tasks.workers: the windowed path over memory */
+    f->spec.workers = 2;
+}
+
+/* Many tasks through the pool's window: all run, never more at once than
+ * the pool's tasks.workers threads, and failures still retry. */
+static void test_window(void **state) {
+    fx *f = fx_new(TEND_HANDLER_FUNC, wide);
+    H.mode = M_FAIL_FIRST2;
+    pthread_t t;
+    pthread_create(&t, NULL, enqueuer, f->e);
+    pthread_join(t, NULL);
+    int64_t end = now_mono_ms() + 8000;
+    task_engine_stats st;
+    do {
+        run_for(f, 10);
+        task_engine_get_stats(f->e, &st);
+    } while (st.total_processed < 500 * 3 && now_mono_ms() < end);
+    task_queue_info in;
+    task_engine_queue_info(f->e, 0, &in);
+    assert_int_equal(in.finished[TASK_RESULT_SUCCEEDED], 500);
+    assert_int_equal(in.finished[TASK_RESULT_FAILED], 1000);
+    assert_true(H.max_active <= 2);
+    fx_free(f);
+}
+
 static void exec_q(fx *f) {
     f->q.argv = calloc(4, sizeof(char *));
     f->q.argv[0] = strdup("/bin/sh");
@@ -804,7 +831,7 @@ static const struct CMUnitTest tests[] = {
     BOTH(test_retry_backoff), BOTH(test_dead_letters),      BOTH(test_breaker),   BOTH(test_rate_limit),
     BOTH(test_pause_resume),  BOTH(test_cancel),            BOTH(test_retry_action), BOTH(test_dry_run),
     BOTH(test_batch),         BOTH(test_idempotency),       BOTH(test_enqueue_threads), BOTH(test_exec),
-    BOTH(test_pull),          BOTH(test_shutdown_requeue),  BOTH(test_crash_recovery),
+    BOTH(test_pull),          BOTH(test_shutdown_requeue),  BOTH(test_crash_recovery), BOTH(test_window),
 };
 
 int main(void) {
