@@ -23,6 +23,14 @@
 
 extern char **environ;
 
+#if defined(__SANITIZE_THREAD__)
+#define SPAWN_FORK_FALLBACK 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SPAWN_FORK_FALLBACK 1
+#endif
+#endif
+
 /* sched_setattr(2)'s argument, first version (48 bytes); glibc 2.36 has
  * no wrapper. */
 typedef struct sched_attr_v0 {
@@ -83,6 +91,7 @@ typedef struct child_args {
     pid_t parent;
     const gid_t *groups;
     int ngroups;
+    int errfd;              /* fork fallback only: failures are written here */
     int step;               /* written by the child on failure */
     int err;
 } child_args;
@@ -90,6 +99,10 @@ typedef struct child_args {
 static void child_fail(child_args *a, int step) {
     a->err = errno;
     a->step = step;
+    if (a->errfd >= 0) {
+        int msg[2] = {step, a->err};
+        (void)!write(a->errfd, msg, sizeof(msg));
+    }
     _exit(127);
 }
 
@@ -123,7 +136,15 @@ static int child_main(void *arg) {
     int in = o->in_fd > 2 ? o->in_fd : devnull;
     if (devnull < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
         child_fail(a, STEP_DUP);
-    close_all_fds(3);
+    if (a->errfd >= 0) {
+        /* Keep the (close-on-exec) error pipe, as fd 3, past the sweep. */
+        if (a->errfd != 3 && dup3(a->errfd, 3, O_CLOEXEC) < 0)
+            child_fail(a, STEP_DUP);
+        a->errfd = 3;
+        close_all_fds(4);
+    } else {
+        close_all_fds(3);
+    }
 
     if (o->rlimit_as) {
         struct rlimit rl = {o->rlimit_as, o->rlimit_as};
@@ -177,12 +198,41 @@ int spawn_process(const spawn_opts *o, pid_t *ret_pid, const char **ret_step) {
         }
         stack = m;
     }
-    child_args a = {.o = o, .parent = getpid(), .groups = groups, .ngroups = ngroups};
+    child_args a = {.o = o, .parent = getpid(), .groups = groups, .ngroups = ngroups, .errfd = -1};
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int saved_errno = errno;
+#ifdef SPAWN_FORK_FALLBACK
+    /* ThreadSanitizer's runtime cannot share its state with a child that
+     * runs in our address space (children hang): fork there, and learn
+     * the outcome from a close-on-exec pipe, blocking as vfork would. */
+    int p[2] = {-1, -1};
+    if (pipe2(p, O_CLOEXEC) == 0)
+        a.errfd = p[1];
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (p[0] >= 0)
+            close(p[0]);
+        _exit(child_main(&a));
+    }
+    if (p[1] >= 0)
+        close(p[1]);
+    if (pid > 0 && p[0] >= 0) {
+        int msg[2];
+        ssize_t n;
+        while ((n = read(p[0], msg, sizeof(msg))) < 0 && errno == EINTR)
+            ;
+        if (n == (ssize_t)sizeof(msg)) {
+            a.step = msg[0];
+            a.err = msg[1];
+        }
+    }
+    if (p[0] >= 0)
+        close(p[0]);
+#else
     pid_t pid = clone(child_main, (char *)stack + SPAWN_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+#endif
     int clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     errno = saved_errno;

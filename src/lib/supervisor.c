@@ -255,8 +255,11 @@ static int kill_stray_children(supervisor *sup) {
 }
 
 static void finish(supervisor *sup, bool clean) {
-    if (sup->phase == PHASE_DONE)
+    /* Closing the services below changes their states, which can lead
+     * back here through progress_shutdown(): once is enough. */
+    if (sup->phase == PHASE_DONE || sup->finishing)
         return;
+    sup->finishing = true;
     if (kill_stray_children(sup) > 0)
         reaper_reap(&sup->reaper);
     uv_timer_stop(&sup->deadline);
@@ -351,7 +354,7 @@ static int lock_state_dir(const char *dir, char *err, size_t errlen) {
     int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
     if (ftruncate(fd, 0) == 0)
         (void)!pwrite(fd, pid, (size_t)n, 0);
-    return fd; /* kept open (close-on-exec) for the life of the process */
+    return fd; /* kept open (close-on-exec) until supervisor_free() */
 }
 
 int supervisor_new(uv_loop_t *loop, const tend_config *cfg, char *const *selected,
@@ -367,6 +370,7 @@ int supervisor_new(uv_loop_t *loop, const tend_config *cfg, char *const *selecte
     sup->created_ms = now_mono_ms();
     sup->shutdown_timeout_ms = 30000;
     sup->guard.fd = -1;
+    sup->lock_fd = -1;
     r = graph_build(cfg->services, cfg->n_services, &sup->graph, &gerr);
     if (r < 0) {
         snprintf(err, errlen, "%s", gerr ? gerr : strerror(-r));
@@ -384,6 +388,7 @@ int supervisor_new(uv_loop_t *loop, const tend_config *cfg, char *const *selecte
     r = lock_state_dir(cfg->state_dir, err, errlen);
     if (r < 0)
         goto fail_early;
+    sup->lock_fd = r;
     snprintf(path, sizeof(path), "%s/logs", cfg->state_dir);
     /* Log files are created by their first line: check now that they can be. */
     if ((r = mkdir_p(path, 0750)) < 0 || (r = access(path, W_OK | X_OK) < 0 ? -errno : 0) < 0) {
@@ -475,6 +480,8 @@ fail_early:
     if (sup->deadline.loop)
         uv_close((uv_handle_t *)&sup->deadline, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
+    if (sup->lock_fd >= 0)
+        close(sup->lock_fd);
     graph_free(sup->graph);
     free(sup);
     return r;
@@ -520,6 +527,9 @@ void supervisor_free(supervisor *sup) {
         service_free(&sup->services[i]);
     free(sup->services);
     graph_free(sup->graph);
+    /* Releases the state directory (an embedder may start another). */
+    if (sup->lock_fd >= 0)
+        close(sup->lock_fd);
     free(sup);
 }
 

@@ -67,6 +67,8 @@ typedef struct supervisor {
     bool rng_seeded;
     uint64_t rng;
     char notify_prefix[40];     /* "@tend/<pid>-<random>/": abstract notify socket names */
+    int lock_fd;                /* flock on <state_dir>/tend.lock, -1 when none */
+    bool finishing;             /* finish() has begun */
 } supervisor;
 
 /*
