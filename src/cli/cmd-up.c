@@ -240,7 +240,7 @@ static int tasks_start(up_ctx *u, uv_loop_t *loop, const tend_config *cfg) {
     if (op.recover.ret_requeued || op.recover.ret_dead)
         log_warn(NULL, "tasks: %zu tasks left running by the last run requeued, %zu on their last attempt now dead",
                     op.recover.ret_requeued, op.recover.ret_dead);
-    task_engine_config ec = {.loop = loop, .store = u->store, .spec = &cfg->tasks, .reaper = &u->sup->reaper,
+    task_engine_config ec = {.loop = loop, .store = u->store, .spec = &cfg->tasks, .reaper = &u->sup->reaper, .guard = &u->sup->guard,
                              .cwd = cfg->dir, .cb = {.data = u, .log = on_task_log, .state_changed = on_task_state}};
     char err[512] = "";
     if ((r = task_engine_new(&ec, &u->engine, err, sizeof(err))) < 0 || (r = task_engine_start(u->engine)) < 0) {

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "fdutil.h"
+#include "guard.h"
 #include "handler.h"
 #include "macros.h"
 #include "parse.h"
@@ -39,6 +40,7 @@
 typedef struct exec_run {
     task_run *run;
     pid_t pid;
+    struct guard *guard;    /* the group is registered with it */
     uv_pipe_t out;
     bool out_open, exited, eof, reported;
     int status;
@@ -177,6 +179,8 @@ static void on_exit_status(void *data, pid_t pid, int status) {
     exec_run *x = data;
     x->exited = true;
     x->status = status;
+    if (x->guard)
+        guard_remove(x->guard, pid);
     /* Whatever the task left behind in its group goes too, so the output
      * pipe closes. */
     kill(-pid, SIGKILL);
@@ -242,12 +246,18 @@ static int exec_start(task_run *run) {
     if (r < 0)
         goto fail;
     x->pid = pid;
+    if (env->guard) {
+        guard_add(env->guard, pid);
+        x->guard = env->guard;
+    }
     close(p[1]);
     p[1] = -1;
     close(memfd);
     memfd = -1;
     if ((r = reaper_watch(env->reaper, pid, on_exit_status, x)) < 0) {
         kill(-pid, SIGKILL);
+        if (x->guard)
+            guard_remove(x->guard, pid);
         goto fail_spawned;
     }
     uv_pipe_init(env->loop, &x->out, 0);

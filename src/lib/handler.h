@@ -93,11 +93,13 @@ char *handler_input_json(const task_run *run, size_t *ret_len);
 
 struct http_client;
 struct reaper;
+struct guard;
 typedef struct func_pool func_pool;
 
 struct handler_env {
     uv_loop_t *loop;
     struct reaper *reaper;
+    struct guard *guard;      /* NULL: none */
     struct http_client *http; /* created on the first http run */
     const char *cwd;
     func_pool *pool;          /* created at start when a func queue exists */

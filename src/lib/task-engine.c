@@ -2223,6 +2223,7 @@ int task_engine_new(const task_engine_config *cfg, task_engine **ret, char *err,
     e->cb = cfg->cb;
     e->env.loop = cfg->loop;
     e->env.reaper = cfg->reaper;
+    e->env.guard = cfg->guard;
     e->env.cwd = cfg->cwd;
     e->env.workers = MAX(cfg->spec->workers, 1);
     e->rng = (uint64_t)now_mono_us() ^ ((uint64_t)(uintptr_t)e << 16) ^ 0x9e3779b97f4a7c15ull;

@@ -91,6 +91,8 @@ typedef struct task_engine_config {
     store *store;                /* the caller opens, RECOVERs and closes it */
     const tend_tasks_spec *spec; /* must outlive the engine */
     struct reaper *reaper;       /* collects exec handlers' exits (required for exec queues) */
+    struct guard *guard;         /* optional: exec handlers' process groups are registered with
+                                  * it, so they die with tend even on SIGKILL */
     const char *cwd;             /* exec handlers' working directory; NULL: inherit */
     task_engine_callbacks cb;
 } task_engine_config;
