@@ -2050,6 +2050,22 @@ int task_engine_reserve(task_engine *e, const char *queue, int64_t wait_ms, task
         return -EOPNOTSUPP;
     if (e->stopping)
         return -ESHUTDOWN;
+    q->last_reserve_ms = now_mono_ms();
+    if (q->held && !q->waiters && !q->paused) {
+        /* A lease claimed ahead is ready: hand it out now, inside this
+         * call (no waiter, no timer, no suspended connection), and top the
+         * window up in the background. */
+        task_run *r = q->held;
+        unhold(q, r);
+        int64_t lease = r->timeout_ms > 0 ? r->timeout_ms : 30000;
+        heap_update(e, r, now_mono_ms() + lease);
+        r->tasks[0].lease_until = now_wall_ms() + lease;
+        if (ret)
+            *ret = NULL;
+        done(data, 0, &r->tasks[0]);
+        uv_timer_start(&q->timer, on_queue_timer, 0, 0); /* pump re-arms it */
+        return 0;
+    }
     waiter *w = calloc(1, sizeof(*w));
     if (!w)
         return -ENOMEM;

@@ -205,10 +205,11 @@ typedef struct task_reserve task_reserve;
 typedef void (*task_reserve_done)(void *data, int result, const store_task *task);
 /*
  * Leases the next task of a pull queue, waiting up to wait_ms (0: answer
- * at once).  0 (done runs once, maybe before this returns is NOT
- * possible: always later) or -ENOENT / -EOPNOTSUPP / -ESHUTDOWN.  *ret
- * (optional) lets the caller give up early with task_engine_reserve_cancel
- * (done does not run then).
+ * at once).  0: done runs exactly once, either inside this call (a lease
+ * claimed ahead was ready; *ret is then NULL) or later; or -ENOENT /
+ * -EOPNOTSUPP / -ESHUTDOWN.  *ret (optional), when not NULL, lets the
+ * caller give up early with task_engine_reserve_cancel (done does not run
+ * then).
  */
 int task_engine_reserve(task_engine *e, const char *queue, int64_t wait_ms, task_reserve_done done,
                         void *data, task_reserve **ret);
