@@ -32,8 +32,8 @@ static char **argv_of(const char *a, const char *b) {
 /* A config of "db" (sleep) and "api" (sleep, needs db ready); bad_api: api's
  * command does not exist. */
 static tend_config *make_cfg(bool bad_api) {
-    /* A state directory per supervisor: supervisor.c keeps the state
-     * directory's lock open for the life of the process. */
+    /* A state directory per supervisor, so that one test's leftovers
+     * never meet the next one's. */
     static int seq;
     tend_config *c = calloc(1, sizeof(*c));
     tend_config_init(c);
