@@ -58,6 +58,7 @@ struct tend_tasks {
     task_engine *engine;
     store_op recover_op;
     tend_call *pending;          /* the start or stop call being answered */
+    int start_error;             /* why the start failed, for the store-closed callback */
     char err[TEND_ERROR_MAX];
     idle_waiter *waiters;
     size_t n_waiters, cap_waiters;
@@ -239,7 +240,7 @@ static void finish_pending(tend_tasks *t, int r) {
 static void on_start_failed_closed(void *data) {
     tend_tasks *t = data;
     t->store = NULL;
-    finish_pending(t, t->recover_op.priv_result < 0 ? t->recover_op.priv_result : -EIO);
+    finish_pending(t, t->start_error < 0 ? t->start_error : -EIO);
 }
 
 static void on_recovered(store_op *op, int result) {
@@ -265,7 +266,7 @@ static void on_recovered(store_op *op, int result) {
     } else
         snprintf(t->err, sizeof(t->err), "recovering the task store: %s", strerror(-r));
     if (r < 0) {
-        t->recover_op.priv_result = r;
+        t->start_error = r;
         store_close(t->store, on_start_failed_closed, t);
         return;
     }
@@ -299,7 +300,7 @@ static void call_start(tend_loop *l, tend_call *c) {
     r = store_submit(t->store, &t->recover_op);
     if (r < 0) {
         snprintf(t->err, sizeof(t->err), "recovering the task store: %s", strerror(-r));
-        t->recover_op.priv_result = r;
+        t->start_error = r;
         t->pending = c;
         c->deferred = true;
         store_close(t->store, on_start_failed_closed, t);

@@ -341,6 +341,42 @@ static void test_submit_from_threads(void **state) {
     tend_runtime_free(rt);
 }
 
+/* With state_dir the tasks are in SQLite: a dead letter survives the runtime. */
+static void test_sqlite_durable(void **state) {
+    char dir[] = "/tmp/test-libtend-tasks-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char id[TEND_TASK_ID_SIZE];
+    for (int round = 0; round < 2; round++) {
+        rec r = {.lock = PTHREAD_MUTEX_INITIALIZER, .mode = 1};
+        tend_runtime *rt;
+        tend_runtime_options o;
+        tend_runtime_options_init(&o);
+        o.health_interval_ms = 0;
+        assert_int_equal(tend_runtime_new(&o, &rt), 0);
+        tend_tasks_options to;
+        tend_tasks_options_init(&to);
+        to.state_dir = dir;
+        tend_tasks *t;
+        assert_int_equal(tend_tasks_new(rt, &to, &t), 0);
+        tend_queue_options q = queue("mail", &r);
+        assert_int_equal(tend_tasks_add_queue(t, &q), 0);
+        assert_int_equal(tend_runtime_start(rt), 0);
+        if (round == 0) {
+            assert_int_equal(tend_tasks_submit(t, "mail", "{\"to\":\"x\"}", NULL, id), 0);
+            assert_int_equal(tend_tasks_wait_idle(t, WAIT_MS), 0);
+        }
+        tend_task_info info;
+        assert_int_equal(tend_tasks_get(t, id, &info), 0);
+        assert_int_equal(info.state, TEND_TASK_DEAD);
+        assert_string_equal(info.last_error, "bad input");
+        assert_int_equal(tend_runtime_shutdown(rt, 5000), 0);
+        tend_runtime_free(rt);
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_misuse(void **state) {
     tend_tasks_options_init(NULL);
     tend_queue_options_init(NULL);
@@ -438,6 +474,7 @@ int main(void) {
         cmocka_unit_test(test_breaker),
         cmocka_unit_test(test_batch),
         cmocka_unit_test(test_submit_from_threads),
+        cmocka_unit_test(test_sqlite_durable),
         cmocka_unit_test(test_misuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
