@@ -23,6 +23,19 @@
 
 extern char **environ;
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define SPAWN_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#include <sanitizer/asan_interface.h>
+#define SPAWN_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#endif
+#endif
+#ifndef SPAWN_UNPOISON
+#define SPAWN_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 #if defined(__SANITIZE_THREAD__)
 #define SPAWN_FORK_FALLBACK 1
 #elif defined(__has_feature)
@@ -198,6 +211,10 @@ int spawn_process(const spawn_opts *o, pid_t *ret_pid, const char **ret_step) {
         }
         stack = m;
     }
+    /* A child leaves by exec or _exit, never returning: under
+     * AddressSanitizer the redzones of its frames would stay poisoned in
+     * the reused stack. */
+    SPAWN_UNPOISON(stack, SPAWN_STACK);
     child_args a = {.o = o, .parent = getpid(), .groups = groups, .ngroups = ngroups, .errfd = -1};
     sigset_t all, old;
     sigfillset(&all);
