@@ -67,7 +67,7 @@ TEND_EXPORT int tend_sessions_touch(tend_sessions *s, const char *key, int64_t t
 TEND_EXPORT int tend_sessions_delete(tend_sessions *s, const char *key);
 
 typedef struct tend_sessions_stats {
-    uint64_t count;         /* sessions held (expired, not yet swept, included) */
+    uint64_t count;         /* live sessions (expired ones are swept first) */
     uint64_t expired_total;
     uint64_t evicted_total;
     uint64_t bytes;         /* keys + values */

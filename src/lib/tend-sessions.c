@@ -172,6 +172,10 @@ TEND_EXPORT int tend_sessions_delete(tend_sessions *s, const char *key) {
 TEND_EXPORT int tend_sessions_get_stats(tend_sessions *s, tend_sessions_stats *ret) {
     if (!s || !ret)
         return -EINVAL;
+    /* Sweep first, so that count is the live sessions (the work is what
+     * expired, not a scan); the daemon's /metrics does the same. */
+    if (!atomic_load(&s->stopped))
+        session_store_sweep(s->store, now_wall_ms(), 0);
     session_store_stats st;
     session_store_get_stats(s->store, &st);
     *ret = (tend_sessions_stats){
