@@ -3,13 +3,14 @@
 
 Not a tend benchmark.  It compiles (with `cc`, into a temporary directory
 that is removed) a tiny C program that starts 10 demo-service processes
-(no flags) in three ways and reports how long until all 10 have exec'd,
-confirmed as tend does by EOF on a close-on-exec pipe:
+(no flags) in three ways and reports how long until all 10 have exec'd
+(for the fork ways, confirmed by EOF on a close-on-exec pipe):
 
   fork, wait each   fork(); block on that child's exec pipe; next fork
-                    (what tend's spawn_process() does, service after service)
+                    (what tend did before 2026-12-01)
   fork, overlapped  fork all 10 first, then wait for the 10 exec pipes
   posix_spawn       glibc posix_spawn (clone(CLONE_VM|CLONE_VFORK)), serially
+                    (what tend's spawn_process() does now, service after service)
 
 A C program is used rather than Python's os.fork() because forking the
 Python interpreter itself costs more than the exec being measured.
@@ -122,8 +123,8 @@ def main():
             f.write(C_SOURCE)
         subprocess.run([cc, "-O2", "-o", exe, src], check=True)
         rows = []
-        for mode, label in ((0, "fork, wait each (tend's way)"), (1, "fork, overlapped"),
-                            (2, "posix_spawn (vfork), serial")):
+        for mode, label in ((0, "fork, wait each"), (1, "fork, overlapped"),
+                            (2, "posix_spawn (vfork), serial (tend's way)")):
             out = subprocess.run([exe, str(mode), str(a.count), str(a.reps), B.DEMO],
                                  capture_output=True, text=True, check=True).stdout
             times = [float(x) for x in out.split()]
