@@ -586,8 +586,26 @@ static void write_outcome(tq *q, const store_task *t, enum outcome out, const ch
                           task_done done, void *data) {
     task_engine *e = q->e;
     upd *u = calloc(1, sizeof(*u));
-    if (!u || store_task_copy(&u->t, t) < 0) {
+    if (u && !done) {
+        /* Nobody reads the record back: the UPDATE needs the id and the
+         * columns it writes, not the payload, tags or key. */
+        u->t = *t;
+        u->t.payload = NULL;
+        u->t.payload_len = 0;
+        u->t.tags = NULL;
+        u->t.idempotency_key = NULL;
+        u->t.queue = strdup(t->queue ? t->queue : "");
+        u->t.last_error = t->last_error ? strdup(t->last_error) : NULL;
+        if (!u->t.queue || (t->last_error && !u->t.last_error)) {
+            store_task_clear(&u->t);
+            free(u);
+            u = NULL;
+        }
+    } else if (u && store_task_copy(&u->t, t) < 0) {
         free(u);
+        u = NULL;
+    }
+    if (!u) {
         elog(e, LOG_ERR, q, "task %s: out of memory recording its outcome", t->id);
         if (done)
             done(data, -ENOMEM, NULL);
