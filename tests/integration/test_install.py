@@ -38,14 +38,19 @@ class Installed:
         if cls.root:
             return cls
         cls.tmp = tempfile.mkdtemp(prefix="tend-install-")
-        cls.root = os.path.join(cls.tmp, "root")
-        sh(["meson", "install", "-C", BUILD, "--no-rebuild", "--quiet", "--destdir", cls.root])
+        root = os.path.join(cls.tmp, "root")
+        sh(["meson", "install", "-C", BUILD, "--no-rebuild", "--quiet", "--destdir", root])
+        cls.root = root
         # The prefix meson was configured with (/usr/local unless changed).
         info = json.loads(sh(["meson", "introspect", "--buildoptions", BUILD]))
         opts = {o["name"]: o["value"] for o in info}
         cls.prefix = cls.root + opts["prefix"]
         cls.libdir = os.path.join(cls.prefix, opts["libdir"])
         cls.includedir = os.path.join(cls.prefix, opts["includedir"])
+        # A sanitized libtend.so needs sanitized programs (the runtime first).
+        san = opts.get("b_sanitize", "none")
+        cls.san = ["-fsanitize=" + ",".join(san) if isinstance(san, list) else "-fsanitize=" + san] \
+            if san not in ("none", [], ["none"]) else []
         cls.env = dict(os.environ)
         # pkg-config prepends the sysroot to -I and -L: the .pc says
         # /usr/local/..., the files are under the destdir.
@@ -113,13 +118,13 @@ def test_headers_standalone():
             src = os.path.join(d, "h.c")
             with open(src, "w") as f:
                 f.write("#include <tend/%s>\n#include <tend/%s>\nint main(void) { return 0; }\n" % (name, name))
-            sh([CC, "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", *cflags, src, "-o", os.path.join(d, "h")])
+            sh([CC, "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", *cflags, src, "-o", os.path.join(d, "h"), *i.san])
         cxx = shutil.which("c++") or shutil.which("g++")
         if cxx:
             src = os.path.join(d, "h.cpp")
             with open(src, "w") as f:
                 f.write("#include <tend/tend.h>\nint main() { return tend_version() ? 0 : 1; }\n")
-            sh([cxx, "-Wall", "-Werror", *cflags, src, "-o", os.path.join(d, "hpp"),
+            sh([cxx, "-Wall", "-Werror", *cflags, *i.san, src, "-o", os.path.join(d, "hpp"),
                 *sh(["pkg-config", "--libs", "tend"], env=i.env).split()])
             sh([os.path.join(d, "hpp")], env=i.env)
     finally:
@@ -135,7 +140,7 @@ def test_examples_build_and_run():
     try:
         for src in examples:
             exe = os.path.join(d, os.path.basename(src)[:-2])
-            sh([CC, "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror", src, "-o", exe, *flags, "-pthread"])
+            sh([CC, "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror", src, "-o", exe, *flags, "-pthread", *i.san])
             # It must load the installed library, not one from the build tree.
             ldd = sh(["ldd", exe], env=i.env)
             line = [l for l in ldd.split("\n") if "libtend.so" in l]
@@ -149,7 +154,7 @@ def test_examples_build_and_run():
 
 
 def test_cleanup():
-    if Installed.root:
+    if getattr(Installed, "tmp", None):
         shutil.rmtree(Installed.tmp, ignore_errors=True)
 
 
