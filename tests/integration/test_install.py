@@ -153,6 +153,27 @@ def test_examples_build_and_run():
         shutil.rmtree(d, ignore_errors=True)
 
 
+def test_getting_started():
+    """The getting-started program of docs/libtend.md, as printed there."""
+    i = Installed.get()
+    with open(os.path.join(SOURCE, "docs", "libtend.md")) as f:
+        m = re.search(r"## Getting started.*?```c\n(.*?)```", f.read(), re.S)
+    assert m, "no ```c block under ## Getting started"
+    code = m.group(1)
+    assert len(code.strip().split("\n")) <= 30, "the getting-started is 30 lines at most"
+    d = tempfile.mkdtemp(prefix="tend-gs-")
+    try:
+        src, exe = os.path.join(d, "gs.c"), os.path.join(d, "gs")
+        with open(src, "w") as f:
+            f.write(code)
+        flags = sh(["pkg-config", "--cflags", "--libs", "tend"], env=i.env).split()
+        sh([CC, "-std=gnu11", "-Wall", "-Wno-unused-parameter", "-Werror", src, "-o", exe, *flags, *i.san])
+        out = sh([exe], env=i.env)
+        assert "db: connected" in out and "health: healthy" in out and "db: closed" in out, out
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def test_cleanup():
     if getattr(Installed, "tmp", None):
         shutil.rmtree(Installed.tmp, ignore_errors=True)
@@ -160,4 +181,4 @@ def test_cleanup():
 
 if __name__ == "__main__":
     run([test_layout, test_soname_and_exports, test_pkg_config, test_headers_standalone,
-         test_examples_build_and_run, test_cleanup])
+         test_examples_build_and_run, test_getting_started, test_cleanup])
