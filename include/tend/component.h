@@ -8,9 +8,9 @@
  * the components so that each starts after its dependencies; if a
  * critical one fails, every one already started is stopped, newest first.
  * tend_runtime_shutdown() stops them in the reverse order.  The task
- * manager, the session store and the batch processor register themselves
- * as components ("tasks", "sessions", "batch:<queue>" by default), so a
- * program's own components can depend on them.
+ * manager (with its batch queues, the batch processor) and the session
+ * store register themselves as components ("tasks" and "sessions" by
+ * default), so a program's own components can depend on them.
  */
 #ifndef TEND_COMPONENT_H
 #define TEND_COMPONENT_H

@@ -223,8 +223,9 @@ TEND_EXPORT int tend_tasks_get_stats(tend_tasks *t, tend_tasks_stats *ret_stats)
  * Waits until no task is waiting or running in any queue (delayed and
  * backing-off tasks count as waiting) and every submitted task has been
  * taken in, or timeout_ms passed.  0; -ETIMEDOUT; -EINVAL; -EAGAIN;
- * -ESHUTDOWN; -EDEADLK (from a task function or the loop thread would
- * wait for itself).
+ * -ESHUTDOWN; -EDEADLK (called from the loop thread).  Not from a task
+ * function: it would hold the worker that the wait may need.  Tasks
+ * submitted with an idempotency key are counted once they are stored.
  */
 TEND_EXPORT int tend_tasks_wait_idle(tend_tasks *t, int64_t timeout_ms);
 
