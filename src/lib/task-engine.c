@@ -137,6 +137,7 @@ struct task_engine {
     task_run **heap;
     size_t n_heap, cap_heap;
     uv_timer_t heap_timer;
+    int64_t heap_armed_at;  /* mono ms the heap timer fires at, while active */
     /* Runs by task id. */
     task_run **hash;
     size_t hash_cap, hash_n;
@@ -324,16 +325,18 @@ static void heap_down(task_engine *e, size_t i) {
     }
 }
 
+/* Arms the deadline timer for the heap's top.  A timer already armed no
+ * later than that is left alone (firing early is harmless: only expired
+ * runs are handled, then it re-arms), so finishing runs in deadline order
+ * does not re-arm it for every run. */
 static void heap_arm(task_engine *e) {
-    if (e->n_heap == 0) {
-        uv_timer_stop(&e->heap_timer);
+    if (e->n_heap == 0 || e->heap[0]->deadline_mono_ms == INT64_MAX)
         return;
-    }
-    if (e->heap[0]->deadline_mono_ms == INT64_MAX) {
-        uv_timer_stop(&e->heap_timer);
+    int64_t at = e->heap[0]->deadline_mono_ms;
+    if (uv_is_active((uv_handle_t *)&e->heap_timer) && e->heap_armed_at <= at)
         return;
-    }
-    int64_t d = e->heap[0]->deadline_mono_ms - now_mono_ms();
+    int64_t d = at - now_mono_ms();
+    e->heap_armed_at = at;
     uv_timer_start(&e->heap_timer, on_heap_timer, (uint64_t)MAX(d, 0), 0);
 }
 
