@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,10 +105,30 @@ static void emit(output_stream *s, const char *line, size_t len) {
         s->cb(s->data, line, len);
 }
 
+/* The buffer is freed when its thread ends: libtend runs a supervisor
+ * on a loop thread of its own, and may run many one after another. */
+static pthread_key_t read_buffer_key;
+static pthread_once_t read_buffer_once = PTHREAD_ONCE_INIT;
+static bool read_buffer_key_ok;
+
+static void read_buffer_key_init(void) {
+    read_buffer_key_ok = pthread_key_create(&read_buffer_key, free) == 0;
+}
+
+static char *read_buffer(void) {
+    pthread_once(&read_buffer_once, read_buffer_key_init);
+    if (!read_buffer_key_ok)
+        return NULL;
+    char *b = pthread_getspecific(read_buffer_key);
+    if (!b && (b = malloc(OUTPUT_READ_SIZE)) && pthread_setspecific(read_buffer_key, b) != 0) {
+        free(b);
+        b = NULL;
+    }
+    return b;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-    static _Thread_local char *shared;
-    if (!shared)
-        shared = malloc(OUTPUT_READ_SIZE);
+    char *shared = read_buffer();
     *buf = shared ? uv_buf_init(shared, OUTPUT_READ_SIZE) : uv_buf_init(NULL, 0);
 }
 

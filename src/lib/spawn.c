@@ -187,6 +187,33 @@ static int child_main(void *arg) {
 #define SPAWN_STACK (256 * 1024)
 #define SPAWN_MAX_GROUPS 256
 
+/*
+ * One child stack per thread, kept: the parent is suspended while the
+ * child uses it, so it is free again when clone() returns.  Unmapped when
+ * the thread ends (libtend runs supervisors on threads of their own).
+ */
+static pthread_key_t stack_key;
+static pthread_once_t stack_once = PTHREAD_ONCE_INIT;
+static bool stack_key_ok;
+
+static void stack_free(void *p) { munmap(p, SPAWN_STACK); }
+static void stack_key_init(void) { stack_key_ok = pthread_key_create(&stack_key, stack_free) == 0; }
+
+/* *ret_temporary: the caller unmaps it after use (it could not be kept). */
+static void *child_stack(bool *ret_temporary) {
+    pthread_once(&stack_once, stack_key_init);
+    *ret_temporary = false;
+    void *st = stack_key_ok ? pthread_getspecific(stack_key) : NULL;
+    if (st)
+        return st;
+    st = mmap(NULL, SPAWN_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (st == MAP_FAILED)
+        return NULL;
+    if (!stack_key_ok || pthread_setspecific(stack_key, st) != 0)
+        *ret_temporary = true;
+    return st;
+}
+
 int spawn_process(const spawn_opts *o, pid_t *ret_pid, const char **ret_step) {
     if (!o->argv || !o->argv[0])
         return -EINVAL;
@@ -199,17 +226,12 @@ int spawn_process(const spawn_opts *o, pid_t *ret_pid, const char **ret_step) {
     } else {
         ngroups = 0;
     }
-    /* One stack per thread, kept: the parent is suspended while the
-     * child uses it, so it is free again when clone() returns. */
-    static _Thread_local void *stack;
+    bool temporary;
+    void *stack = child_stack(&temporary);
     if (!stack) {
-        void *m = mmap(NULL, SPAWN_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-        if (m == MAP_FAILED) {
-            if (ret_step)
-                *ret_step = "mmap";
-            return -errno;
-        }
-        stack = m;
+        if (ret_step)
+            *ret_step = "mmap";
+        return -ENOMEM;
     }
     /* A child leaves by exec or _exit, never returning: under
      * AddressSanitizer the redzones of its frames would stay poisoned in
@@ -253,6 +275,8 @@ int spawn_process(const spawn_opts *o, pid_t *ret_pid, const char **ret_step) {
     int clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     errno = saved_errno;
+    if (temporary)
+        munmap(stack, SPAWN_STACK);
     if (pid < 0) {
         if (ret_step)
             *ret_step = "clone";
