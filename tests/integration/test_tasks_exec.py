@@ -206,6 +206,9 @@ def test_batch_mode_partial_failure():
     assert t.stop() == 0
 
 
+OPEN_FOR = slow(2.0)  # the breaker's open_for, seconds; the checks while open take < slow(1)
+
+
 def test_circuit_breaker():
     t = task_tend('''
         queues:
@@ -214,8 +217,8 @@ def test_circuit_breaker():
             concurrency: 3
             max_attempts: 10
             backoff: {base: 100ms, max: 100ms, jitter: 0}
-            circuit_breaker: {failure_threshold: 2, open_for: 2s}
-        ''')
+            circuit_breaker: {failure_threshold: 2, open_for: %dms}
+        ''' % (OPEN_FOR * 1000))
     flag = t.path("down")
     open(flag, "w").close()
     p = {"fail_if_exists": flag}
@@ -235,7 +238,7 @@ def test_circuit_breaker():
     after = [r for r in runs(t)[n_runs:] if r["start"] > opened]
     assert after, "nothing ran after the breaker opened"
     # The first run after opening waited open_for and ran alone (the trial).
-    assert after[0]["start"] - opened >= 1.5, "trial after %.2fs" % (after[0]["start"] - opened)
+    assert after[0]["start"] - opened >= OPEN_FOR - 0.5, "trial after %.2fs" % (after[0]["start"] - opened)
     assert all(r["start"] >= after[0]["end"] for r in after[1:]), "ran beside the half-open trial"
     assert metric_open == 2, "tend_circuit_breaker_state was %s while open" % metric_open
     assert metric(t, "tend_circuit_breaker_state", queue="q") == 0
