@@ -126,11 +126,23 @@ static void on_phase(void *data, supervisor_phase phase) {
     }
 }
 
+/* Whether this build has the configured store (only SQLite today);
+ * says why on stderr when not.  The URL is not echoed: it may carry a
+ * password. */
+static bool store_supported(const tend_config *cfg) {
+    if (!cfg->store || strcmp(cfg->store, "sqlite") == 0)
+        return true;
+    cli_error("store: the PostgreSQL store is not available in this build; use store: sqlite");
+    return false;
+}
+
 /* sessions: the session store, and with sessions.persist the durable
  * store opened to keep them (loading what it holds).  Exit code on error. */
 static int sessions_start(up_ctx *u, uv_loop_t *loop, const tend_config *cfg) {
     int r;
     if (cfg->sessions.persist && !u->store) {
+        if (!store_supported(cfg))
+            return EXIT_USAGE;
         store_config sc = {.backend = STORE_BACKEND_SQLITE, .state_dir = cfg->state_dir};
         char *msg = NULL;
         if (mkdir_p(cfg->state_dir, 0700) < 0) {
@@ -203,10 +215,8 @@ static void on_recovered(store_op *op, int result) {
 static int tasks_start(up_ctx *u, uv_loop_t *loop, const tend_config *cfg) {
     if (cfg->tasks.n_queues == 0)
         return 0;
-    if (cfg->store && strcmp(cfg->store, "sqlite") != 0) {
-        cli_error("store: only \"sqlite\" is supported by this build (got \"%s\")", cfg->store);
+    if (!store_supported(cfg))
         return EXIT_USAGE;
-    }
     if (mkdir_p(cfg->state_dir, 0700) < 0) {
         cli_error("%s: %s", cfg->state_dir, strerror(errno));
         return EXIT_RUNTIME;
@@ -465,17 +475,17 @@ static int run(int argc, char **argv) {
         tend_config_free(cfg);
         return r;
     }
-    if (u.sup->phase < PHASE_STOPPING && sessions_start(&u, &loop, cfg) != 0) { /* sessions */
+    if (u.sup->phase < PHASE_STOPPING && (r = sessions_start(&u, &loop, cfg)) != 0) { /* sessions */
         uv_close((uv_handle_t *)&u.deferred, NULL);
         tell_parent(&u, '1');
-        supervisor_shutdown(u.sup, "the session store failed to start", EXIT_RUNTIME, 1000);
+        supervisor_shutdown(u.sup, "the session store failed to start", r, 1000);
         uv_run(&loop, UV_RUN_DEFAULT);
         u.engine = task_engine_free(u.engine);
         supervisor_free(u.sup);
         api_sessions_free(u.sessions);
         uv_loop_close(&loop);
         tend_config_free(cfg);
-        return EXIT_RUNTIME;
+        return r;
     }
     if (u.sup->phase >= PHASE_STOPPING) {
         /* SIGINT/SIGTERM while the store was recovered or sessions loaded:

@@ -137,6 +137,21 @@ services:
         assert re.search(r"^tend: \S*tend\.yaml:4:\d+: services\.api\.restart\.delay", r.stderr, re.M), r.stderr
 
 
+def test_postgres_store_refused_without_echo():
+    """store: postgres://... is valid config but not in this build: tend up
+    exits 2 saying so, for tasks and for persisted sessions, and never
+    prints the URL (it may carry a password)."""
+    for extra in ("tasks:\n  queues:\n    q: {handler: pull}\n", "sessions: {persist: true}\n"):
+        text = 'store: "postgres://app:s3cretpw@db.example/app"\nservices:\n  a:\n    command: ["/bin/true"]\n    oneshot: true\n' + extra
+        with Dir() as d:
+            f = d.write("tend.yaml", text)
+            r = run_tend(["up", "-f", f], timeout=20)
+            assert r.returncode == 2, (extra, r.returncode, r.stdout, r.stderr)
+            assert "PostgreSQL store is not available" in r.stderr, r.stderr
+            assert "s3cretpw" not in r.stdout + r.stderr, (r.stdout, r.stderr)
+            assert not os.path.exists(os.path.join(d.path, ".tend", "tend.db"))
+
+
 def test_missing_file():
     with Dir() as d:
         r = run_tend(["check", "-f", os.path.join(d.path, "nope.yaml")])
@@ -225,6 +240,7 @@ if __name__ == "__main__":
         test_check_valid,
         test_check_invalid,
         test_up_invalid_config,
+        test_postgres_store_refused_without_echo,
         test_missing_file,
         test_cycle,
         test_graph_formats,
