@@ -138,6 +138,7 @@ typedef struct tend_queue_spec {
     int batch_size;             /* default 10 */
     int64_t batch_max_wait_ms;  /* default 30s */
     bool dry_run;
+    bool ack_async;             /* pull: `ack: async` (answered before the commit); default false */
 } tend_queue_spec;
 
 typedef struct tend_tasks_spec {

@@ -104,6 +104,8 @@ static json_t *queue_json(const task_queue_info *in) {
     json_t *o = json_object();
     json_object_set_new(o, "name", api_json_text(s->name));
     json_object_set_new(o, "handler", json_string(handler_name(s->handler)));
+    if (s->handler == TEND_HANDLER_PULL)
+        json_object_set_new(o, "ack", json_string(s->ack_async ? "async" : "durable"));
     json_object_set_new(o, "paused", json_boolean(in->paused));
     json_object_set_new(o, "concurrency", json_integer(s->concurrency));
     json_object_set_new(o, "timeout_ms", json_integer(s->timeout_ms));

@@ -134,7 +134,7 @@ static const char *const QUEUE_KEYS[] = {
     "handler", "concurrency", "timeout", "max_attempts", "backoff", "rate_limit",
     "circuit_breaker", "batch", "dry_run", NULL,
 };
-static const char *const HANDLER_KEYS[] = {"exec", "http", "pull", NULL};
+static const char *const HANDLER_KEYS[] = {"exec", "http", "pull", "ack", NULL};
 static const char *const BACKOFF_KEYS[] = {"base", "max", "jitter", NULL};
 static const char *const BREAKER_KEYS[] = {"failure_threshold", "open_for", NULL};
 static const char *const BATCH_KEYS[] = {"size", "max_wait", NULL};
@@ -1702,6 +1702,18 @@ static void handler_pair(ctx *c, const kv *p, void *userdata) {
             error_at(c, p->val, "pull must be true");
         else
             q->handler = TEND_HANDLER_PULL;
+    } else if (streq(p->name, "ack")) {
+        /* When a pull worker's ack is answered: after its UPDATE commits
+         * (durable) or once it is queued (async; see docs/tasks.md). */
+        _cleanup_free_ char *s = NULL;
+        if (get_str(c, p->val, "durable or async", &s) < 0)
+            return;
+        if (streq(s, "durable"))
+            q->ack_async = false;
+        else if (streq(s, "async"))
+            q->ack_async = true;
+        else
+            error_at(c, p->val, "invalid ack \"%s\" (expected durable or async)", s);
     }
 }
 
@@ -1727,7 +1739,7 @@ static void parse_handler(ctx *c, tend_queue_spec *q, yaml_node_t *n) {
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
         if (k && k->type == YAML_SCALAR_NODE && key_known(scalar_value(k), HANDLER_KEYS) &&
-            ++kinds == 2)
+            !streq(scalar_value(k), "ack") && ++kinds == 2)
             second = k;
     }
     if (kinds == 0 && map_size(n) == 0) {
@@ -1739,6 +1751,9 @@ static void parse_handler(ctx *c, tend_queue_spec *q, yaml_node_t *n) {
         return;
     }
     map_walk(c, n, NULL, HANDLER_KEYS, handler_pair, q);
+    yaml_node_t *ack = map_lookup(c, n, "ack");
+    if (ack && q->handler != TEND_HANDLER_PULL)
+        error_at(c, ack, "ack applies to pull handlers only (add `pull: true`)");
 }
 
 static void backoff_pair(ctx *c, const kv *p, void *userdata) {

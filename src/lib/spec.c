@@ -72,6 +72,7 @@ void tend_queue_spec_init(tend_queue_spec *q) {
     q->batch_size = 10;
     q->batch_max_wait_ms = 30000;
     q->dry_run = false;
+    q->ack_async = false;
 }
 
 void tend_config_init(tend_config *c) {

@@ -481,6 +481,10 @@ struct upd {
     int from, to;
     int tries;
     bool write_attempts;
+    /* A pull queue with `ack: async`: done is answered once the UPDATE is
+     * queued, not when it commits (a crash before the commit leaves the
+     * task running in the store; RECOVER requeues it). */
+    bool answer_early;
     task_done done;
     void *data;
     upd *next;
@@ -517,6 +521,13 @@ static void upd_submit(upd *u) {
         if (u->done)
             u->done(u->data, r, NULL);
         upd_free(u);
+    } else if (u->answer_early && u->done) {
+        /* The record as it will be once the UPDATE commits. */
+        task_done d = u->done;
+        u->done = NULL;
+        store_task t = u->t;
+        t.version++;
+        d(u->data, 0, &t);
     }
 }
 
@@ -585,8 +596,8 @@ static void on_upd(store_op *op, int result) {
  * retry_ms >= 0 overrides the backoff of a failed attempt.  done (may be
  * NULL) runs when the store has the new state.
  */
-static void write_outcome(tq *q, const store_task *t, enum outcome out, const char *error, int64_t retry_ms,
-                          task_done done, void *data) {
+static void write_outcome_ex(tq *q, const store_task *t, enum outcome out, const char *error, int64_t retry_ms,
+                             task_done done, void *data, bool answer_early) {
     task_engine *e = q->e;
     upd *u = calloc(1, sizeof(*u));
     if (u && !done) {
@@ -618,6 +629,7 @@ static void write_outcome(tq *q, const store_task *t, enum outcome out, const ch
     u->q = q;
     u->done = done;
     u->data = data;
+    u->answer_early = answer_early;
     u->from = STORE_TASK_RUNNING;
     int64_t now = now_wall_ms();
     if (error) {
@@ -678,6 +690,11 @@ static void write_outcome(tq *q, const store_task *t, enum outcome out, const ch
     upd_submit(u);
 }
 
+static void write_outcome(tq *q, const store_task *t, enum outcome out, const char *error, int64_t retry_ms,
+                          task_done done, void *data) {
+    write_outcome_ex(q, t, out, error, retry_ms, done, data, false);
+}
+
 /* ---- runs ------------------------------------------------------------------------ */
 
 static void run_free(task_run *r) {
@@ -726,6 +743,7 @@ typedef struct run_reply {
     task_done done;
     void *data;
     size_t index;           /* the task of the run the reply is about */
+    bool early;             /* answer once the outcome's UPDATE is queued (ack: async) */
 } run_reply;
 
 static run_reply *run_reply_of(task_run *r) { return (run_reply *)r->reply; }
@@ -792,7 +810,7 @@ void handler_done(task_run *r, const handler_result *res) {
         if (r->cancel_mask && r->cancel_mask[i] && o != OUT_REQUEUE)
             o = OUT_CANCELLED;
         task_done d = rep && rep->index == i ? rep->done : NULL;
-        write_outcome(q, &r->tasks[i], o, te, retry_ms, d, rep ? rep->data : NULL);
+        write_outcome_ex(q, &r->tasks[i], o, te, retry_ms, d, rep ? rep->data : NULL, d && rep->early);
     }
     free(failed);
     if (q->backend && !q->windowed)
@@ -1646,6 +1664,7 @@ typedef struct action {
     int tries;
     char *error;
     int64_t retry_in_ms;
+    bool early;             /* answered already (a touch with ack: async) */
 } action;
 
 static void action_free(action *a) {
@@ -1703,6 +1722,7 @@ static int act_on_run(action *a, task_run *r, size_t idx) {
     rep->done = on_run_action_done;
     rep->data = a;
     rep->index = idx;
+    rep->early = q->spec->ack_async && (a->kind == ACT_ACK || a->kind == ACT_NACK);
     if (a->kind == ACT_TOUCH) {
         free(rep);
         int64_t lease = r->timeout_ms > 0 ? r->timeout_ms : 30000;
@@ -1717,7 +1737,20 @@ static int act_on_run(action *a, task_run *r, size_t idx) {
         a->op.update.task = &a->upd;
         a->op.update.fields = STORE_FIELD_LEASE;
         a->op.update.expect_states = STORE_STATE_BIT(STORE_TASK_RUNNING);
-        return submit_op(e, &a->op);
+        int rc = submit_op(e, &a->op);
+        if (rc == 0 && q->spec->ack_async) {
+            /* ack: async: the lease is extended in memory already; answer
+             * now (on_touch then only logs a failed write: the in-memory
+             * lease is the one that counts while tend runs). */
+            store_task t = a->upd;
+            t.version++;
+            task_done d = a->done;
+            a->done = NULL;
+            a->early = true;
+            if (d)
+                d(a->data, 0, &t);
+        }
+        return rc;
     }
     if (r->reply) {
         /* An earlier action waits for this run's outcome too (a second
@@ -1749,6 +1782,10 @@ static void on_touch(store_op *op, int result) {
         a->upd.version = op->update.ret_version;
         a->upd.state = STORE_TASK_RUNNING;
         action_reply(a, 0, &a->upd);
+    } else if (a->early) {
+        elog(e, LOG_WARNING, find_queue(e, a->upd.queue), "task %s: cannot record its extended lease: %s", a->id,
+             strerror(-result));
+        action_reply(a, result, NULL);
     } else {
         action_reply(a, result, NULL);
     }

@@ -216,7 +216,11 @@ int task_engine_reserve(task_engine *e, const char *queue, int64_t wait_ms, task
 void task_engine_reserve_cancel(task_engine *e, task_reserve *r);
 /* A leased task: ack succeeds it; nack fails the attempt (retry_in_ms < 0:
  * the queue's backoff; error may be NULL); touch extends the lease by the
- * queue's timeout from now.  -ENOENT unknown, -EBUSY not leased. */
+ * queue's timeout from now.  -ENOENT unknown, -EBUSY not leased.  On a
+ * queue with `ack: async` (spec ack_async) done runs as soon as the UPDATE
+ * is queued in the store, possibly inside the call, with the record as it
+ * will be stored; a crash before the commit leaves the task running in the
+ * store (RECOVER requeues it), and a failed commit is retried and logged. */
 int task_engine_ack(task_engine *e, const char *id, task_done done, void *data);
 int task_engine_nack(task_engine *e, const char *id, const char *error, int64_t retry_in_ms,
                      task_done done, void *data);

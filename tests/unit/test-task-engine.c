@@ -4,7 +4,8 @@
  * timeouts, retries with backoff, dead letters, the circuit breaker
  * (open, tasks waiting, half-open trial, closed), the rate limit,
  * pause/resume, cancel, retry, dry runs, batch assembly with partial
- * failure, C-function, exec and pull handlers, shutdown requeue, and crash
+ * failure, C-function, exec and pull handlers (durable and async acks),
+ * shutdown requeue, and crash
  * recovery on a copy of the database file.
  */
 #include <errno.h>
@@ -752,6 +753,58 @@ static void test_pull(void **state) {
     fx_free(f);
 }
 
+static void pull_async_q(fx *f) {
+    f->q.timeout_ms = 2000;
+    f->q.ack_async = true;
+}
+
+/* ack: async: ack, nack and touch are answered inside the call, before
+ * the UPDATE commits; an ack of a task no longer leased is still -EBUSY;
+ * a failed commit is retried until the store has the outcome. */
+static void test_pull_async(void **state) {
+    fx *f = fx_new(TEND_HANDLER_PULL, pull_async_q);
+    char a[STORE_ID_SIZE], b[STORE_ID_SIZE];
+    submit_one(f, 1, STORE_PRIORITY_NORMAL, 0, a);
+    submit_one(f, 2, STORE_PRIORITY_NORMAL, 0, b);
+    res_out o = {0};
+    assert_int_equal(task_engine_reserve(f->e, "q", 1000, on_res, &o, NULL), 0);
+    assert_true(run_until(f, &o.done, 2000));
+    assert_string_equal(o.id, a);
+    got g = {0};
+    assert_int_equal(task_engine_touch(f->e, a, on_got, &g), 0);
+    assert_true(g.done); /* answered before the commit */
+    assert_int_equal(g.result, 0);
+    assert_int_equal(g.t.state, STORE_TASK_RUNNING);
+    store_task_clear(&g.t);
+    g = (got){0};
+    assert_int_equal(task_engine_ack(f->e, a, on_got, &g), 0);
+    assert_true(g.done);
+    assert_int_equal(g.result, 0);
+    assert_int_equal(g.t.state, STORE_TASK_SUCCEEDED);
+    store_task_clear(&g.t);
+    assert_true(wait_state(f, a, STORE_TASK_SUCCEEDED, 2000));
+    g = (got){0};
+    assert_int_equal(task_engine_ack(f->e, a, on_got, &g), 0);
+    assert_true(run_until(f, &g.done, 2000));
+    assert_int_equal(g.result, -EBUSY);
+    store_task_clear(&g.t);
+    /* A nack whose first commit fails: answered at once, written on retry. */
+    o = (res_out){0};
+    assert_int_equal(task_engine_reserve(f->e, "q", 1000, on_res, &o, NULL), 0);
+    assert_true(run_until(f, &o.done, 2000));
+    assert_string_equal(o.id, b);
+    store_inject_fault(f->st, STORE_OP_UPDATE, -EIO);
+    g = (got){0};
+    assert_int_equal(task_engine_nack(f->e, b, "later", 60000, on_got, &g), 0);
+    assert_true(g.done);
+    assert_int_equal(g.result, 0);
+    assert_int_equal(g.t.state, STORE_TASK_SCHEDULED);
+    store_task_clear(&g.t);
+    run_for(f, 100); /* the failing group (it fails reads in it too) */
+    assert_true(wait_state(f, b, STORE_TASK_SCHEDULED, 5000));
+    fx_free(f);
+}
+
 static void on_sget(store_op *op, int result) { *(int *)op->userdata = result + 1000; }
 
 /* Shutdown with a task running past the deadline: it is requeued with
@@ -831,7 +884,7 @@ static const struct CMUnitTest tests[] = {
     BOTH(test_retry_backoff), BOTH(test_dead_letters),      BOTH(test_breaker),   BOTH(test_rate_limit),
     BOTH(test_pause_resume),  BOTH(test_cancel),            BOTH(test_retry_action), BOTH(test_dry_run),
     BOTH(test_batch),         BOTH(test_idempotency),       BOTH(test_enqueue_threads), BOTH(test_exec),
-    BOTH(test_pull),          BOTH(test_shutdown_requeue),  BOTH(test_crash_recovery), BOTH(test_window),
+    BOTH(test_pull),          BOTH(test_pull_async),  BOTH(test_shutdown_requeue),  BOTH(test_crash_recovery), BOTH(test_window),
 };
 
 int main(void) {
