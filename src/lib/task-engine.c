@@ -55,6 +55,11 @@
  * with its attempt uncounted. */
 #define PULL_PREFETCH_MAX 64
 #define PULL_PREFETCH_PER_WAITER 8
+/* With `ack: async` acks no longer wait for commits, so the claims are
+ * what a commit's latency bounds: a wider window keeps a few fast workers
+ * fed (the price: after a crash, up to this many claimed but unreserved
+ * tasks have an attempt charged by RECOVER). */
+#define PULL_PREFETCH_MAX_ASYNC 512
 #define PULL_HOLD_MS 2000
 /* A C-function queue over the memory store whose concurrency is not
  * below tasks.workers hands the pool a window of up to FUNC_WINDOW tasks:
@@ -1250,10 +1255,10 @@ static size_t free_slots(tq *q) {
          * active (a reserve within the last second) and the window runs
          * low, so the next reserves find a lease ready. */
         bool active = now_mono_ms() - q->last_reserve_ms < 1000;
-        if (q->n_waiters <= q->n_held && !(active && q->n_held < PULL_PREFETCH_MAX / 4))
+        size_t pmax = q->spec->ack_async ? PULL_PREFETCH_MAX_ASYNC : PULL_PREFETCH_MAX;
+        if (q->n_waiters <= q->n_held && !(active && q->n_held < pmax / 4))
             return 0;
-        size_t target = MIN((size_t)PULL_PREFETCH_MAX, MAX(q->n_waiters * PULL_PREFETCH_PER_WAITER,
-                                                           (size_t)PULL_PREFETCH_MAX / 2));
+        size_t target = MIN(pmax, MAX(q->n_waiters * PULL_PREFETCH_PER_WAITER, pmax / 2));
         return target > q->n_held ? target - q->n_held : 0;
     }
     if (q->windowed) {
