@@ -25,7 +25,8 @@
 typedef struct func_run {
     task_run *run;
     task_func_ctx ctx;
-    task_func_item *items;
+    task_func_item *items;  /* &one for a single task (no allocation) */
+    task_func_item one;
     bool *failed;
     int rc;
     struct func_run *next;
@@ -127,7 +128,8 @@ static void on_done(uv_async_t *a) {
         }
         handler_done(run, &res);
         free(answer);
-        free(f->items);
+        if (f->items != &f->one)
+            free(f->items);
         free(f->failed);
         free(f);
     }
@@ -195,11 +197,12 @@ static int func_start(task_run *run) {
     func_run *f = calloc(1, sizeof(*f));
     if (!f)
         return -ENOMEM;
-    f->items = calloc(run->n, sizeof(*f->items));
+    f->items = run->n == 1 ? &f->one : calloc(run->n, sizeof(*f->items));
     if (run->batch)
         f->failed = calloc(run->n, sizeof(bool));
     if (!f->items || (run->batch && !f->failed)) {
-        free(f->items);
+        if (f->items != &f->one)
+            free(f->items);
         free(f->failed);
         free(f);
         return -ENOMEM;

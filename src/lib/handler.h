@@ -64,6 +64,7 @@ struct task_run {
     int64_t deadline_mono_ms;
     task_run *hash_next;
     task_run *list_prev, *list_next;
+    store_task one;          /* tasks == &one: a single task held inline */
 };
 
 enum { TASK_ABORT_TIMEOUT = 1, TASK_ABORT_CANCEL, TASK_ABORT_SHUTDOWN };

@@ -230,9 +230,12 @@ const char *task_result_name(int r) {
     return r >= 0 && r < 4 ? n[r] : NULL;
 }
 
+/* The throughput window has 1 s slots: the loop's cached time (uv_now,
+ * monotonic, updated every iteration) is exact enough and saves a clock
+ * read per finished task. */
 static void note_finished(tq *q, int result) {
     q->finished[result]++;
-    int64_t sec = now_mono_ms() / 1000;
+    int64_t sec = (int64_t)(uv_now(q->e->loop) / 1000);
     size_t s = (size_t)(sec % RATE_SLOTS);
     if (q->slot_sec[s] != sec) {
         q->slot_sec[s] = sec;
@@ -242,7 +245,7 @@ static void note_finished(tq *q, int result) {
 }
 
 static double queue_throughput(const tq *q) {
-    int64_t sec = now_mono_ms() / 1000;
+    int64_t sec = (int64_t)(uv_now(q->e->loop) / 1000);
     uint64_t n = 0;
     for (size_t i = 0; i < RATE_SLOTS; i++)
         if (q->slot_sec[i] > sec - RATE_SLOTS && q->slot_sec[i] < sec)
@@ -490,12 +493,15 @@ struct upd {
      * queued, not when it commits (a crash before the commit leaves the
      * task running in the store; RECOVER requeues it). */
     bool answer_early;
+    bool queue_borrowed;    /* t.queue is the spec's name, not ours to free */
     task_done done;
     void *data;
     upd *next;
 };
 
 static void upd_free(upd *u) {
+    if (u->queue_borrowed)
+        u->t.queue = NULL;
     store_task_clear(&u->t);
     free(u);
 }
@@ -613,9 +619,13 @@ static void write_outcome_ex(tq *q, const store_task *t, enum outcome out, const
         u->t.payload_len = 0;
         u->t.tags = NULL;
         u->t.idempotency_key = NULL;
-        u->t.queue = strdup(t->queue ? t->queue : "");
+        /* The queue's name outlives every outcome write (the engine's
+         * spec); borrowing it saves a copy per task. */
+        u->t.queue = (char *)q->spec->name;
+        u->queue_borrowed = true;
         u->t.last_error = t->last_error ? strdup(t->last_error) : NULL;
-        if (!u->t.queue || (t->last_error && !u->t.last_error)) {
+        if (t->last_error && !u->t.last_error) {
+            u->t.queue = NULL;
             store_task_clear(&u->t);
             free(u);
             u = NULL;
@@ -705,7 +715,10 @@ static void write_outcome(tq *q, const store_task *t, enum outcome out, const ch
 static void run_free(task_run *r) {
     if (!r)
         return;
-    store_tasks_free(r->tasks, r->n);
+    if (r->tasks == &r->one)
+        store_task_clear(&r->one);
+    else
+        store_tasks_free(r->tasks, r->n);
     free(r);
 }
 
@@ -760,7 +773,8 @@ void handler_done(task_run *r, const handler_result *res) {
     hash_remove(e, r);
     if (r->held)
         unhold(q, r);
-    int64_t ms = now_mono_ms() - r->started_mono_ms;
+    int64_t now_mono = now_mono_ms();
+    int64_t ms = now_mono - r->started_mono_ms;
     enum outcome out;
     char msg[600];
     const char *err = out_error_tail(res);
@@ -790,7 +804,7 @@ void handler_done(task_run *r, const handler_result *res) {
         break;
     }
     if (counts_for_breaker && q->br.threshold)
-        breaker_record(&q->br, now_mono_ms(), out == OUT_SUCCEEDED);
+        breaker_record(&q->br, now_mono, out == OUT_SUCCEEDED);
     else if (!counts_for_breaker)
         breaker_release(&q->br);
     if (r->aborted != TASK_ABORT_SHUTDOWN && q->backend) {
@@ -880,11 +894,18 @@ void task_engine_func_of(const task_run *run, task_func *ret_fn, void **ret_data
     *ret_data = q->fn_data;
 }
 
-/* Takes ownership of tasks[0..n) (moved out of a CLAIM's output). */
-static task_run *run_new(tq *q, store_task *tasks, size_t n) {
+/* Takes ownership of tasks[0..n) (moved out of a CLAIM's output); tasks
+ * NULL: the single record *one is moved into the run (and zeroed). */
+static task_run *run_new(tq *q, store_task *tasks, size_t n, store_task *one) {
     task_run *r = calloc(1, sizeof(*r));
     if (!r)
         return NULL;
+    if (!tasks) {
+        r->one = *one;
+        memset(one, 0, sizeof(*one));
+        tasks = &r->one;
+        n = 1;
+    }
     r->engine = q->e;
     r->env = &q->e->env;
     r->spec = q->spec;
@@ -1093,25 +1114,18 @@ static void on_claim(store_op *op, int result) {
         return;
     }
     if (c->batch && n > 0) {
-        task_run *r = run_new(q, tasks, n);
+        task_run *r = run_new(q, tasks, n, NULL);
         if (r)
             start_run(q, r);
         else
             store_tasks_free(tasks, n);
     } else {
         for (size_t i = 0; i < n; i++) {
-            store_task *one = malloc(sizeof(*one));
-            if (!one) {
+            /* The record moves into the run (one allocation per task). */
+            task_run *r = run_new(q, NULL, 1, &tasks[i]);
+            if (!r) {
                 write_outcome(q, &tasks[i], OUT_UNCLAIM, NULL, -1, NULL, NULL);
                 store_task_clear(&tasks[i]);
-                continue;
-            }
-            *one = tasks[i];
-            memset(&tasks[i], 0, sizeof(tasks[i]));
-            task_run *r = run_new(q, one, 1);
-            if (!r) {
-                write_outcome(q, one, OUT_UNCLAIM, NULL, -1, NULL, NULL);
-                store_tasks_free(one, 1);
                 continue;
             }
             if (q->backend)
@@ -1455,11 +1469,18 @@ typedef struct intake_op {
     void *data;
 } intake_op;
 
+/* A submitted task's queue is the spec's name (borrowed: it outlives the
+ * task's time in the engine, and the store keeps a copy of its own). */
+static void submit_task_clear(store_task *t) {
+    t->queue = NULL;
+    store_task_clear(t);
+}
+
 static void intake_op_free(intake_op *io) {
     if (!io)
         return;
     for (size_t i = 0; i < io->n; i++)
-        store_task_clear(&io->tasks[i]);
+        submit_task_clear(&io->tasks[i]);
     free(io->tasks);
     free(io->qidx);
     free(io);
@@ -1505,13 +1526,13 @@ static int fill_task(task_engine *e, tq *q, const task_submit *s, store_task *t,
     if (s->max_attempts < 0 || s->timeout_ms < 0 || s->delay_ms < 0)
         return -EINVAL;
     memset(t, 0, sizeof(*t));
-    t->queue = strdup(q->spec->name);
+    t->queue = (char *)q->spec->name;
     t->payload = s->payload ? strndup(s->payload, s->payload_len) : strdup("null");
     t->payload_len = s->payload ? s->payload_len : 4;
     t->idempotency_key = s->idempotency_key ? strdup(s->idempotency_key) : NULL;
     t->tags = s->tags ? strdup(s->tags) : NULL;
-    if (!t->queue || !t->payload || (s->idempotency_key && !t->idempotency_key) || (s->tags && !t->tags)) {
-        store_task_clear(t);
+    if (!t->payload || (s->idempotency_key && !t->idempotency_key) || (s->tags && !t->tags)) {
+        submit_task_clear(t);
         return -ENOMEM;
     }
     t->priority = (store_priority)s->priority;
@@ -1583,7 +1604,7 @@ int task_engine_enqueue(task_engine *e, const char *queue, const task_submit *su
     pthread_mutex_lock(&e->intake_lock);
     if (e->intake_closed) {
         pthread_mutex_unlock(&e->intake_lock);
-        store_task_clear(&in->t);
+        submit_task_clear(&in->t);
         free(in);
         return -ESHUTDOWN;
     }
@@ -1620,7 +1641,7 @@ static void drain_intake(task_engine *e) {
             while (list) {
                 intake *x = list;
                 list = x->next;
-                store_task_clear(&x->t);
+                submit_task_clear(&x->t);
                 free(x);
             }
             elog(e, LOG_ERR, NULL, "out of memory: %zu submitted tasks dropped", n);
@@ -2557,7 +2578,7 @@ task_engine *task_engine_free(task_engine *e) {
     while (e->intake_head) {
         intake *x = e->intake_head;
         e->intake_head = x->next;
-        store_task_clear(&x->t);
+        submit_task_clear(&x->t);
         free(x);
     }
     pthread_mutex_unlock(&e->intake_lock);
