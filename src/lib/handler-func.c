@@ -95,6 +95,9 @@ static void on_done(uv_async_t *a) {
     func_run *list = p->done_head;
     p->done_head = p->done_tail = NULL;
     pthread_mutex_unlock(&p->done_lock);
+    task_engine *e = list ? list->run->engine : NULL;
+    if (e)
+        handler_batch(e, true);
     while (list) {
         func_run *f = list;
         list = f->next;
@@ -133,6 +136,8 @@ static void on_done(uv_async_t *a) {
         free(f->failed);
         free(f);
     }
+    if (e)
+        handler_batch(e, false);
 }
 
 int func_pool_new(handler_env *env, int threads, func_pool **ret) {

@@ -83,6 +83,10 @@ extern const handler_backend handler_func;
 
 /* The engine's, called by backends on the loop. */
 void handler_done(task_run *run, const handler_result *res);
+/* Around a backend's loop of handler_done() calls (begin true, then
+ * false): dispatching what the finished runs freed happens once, at the
+ * end, instead of after each run.  Nests. */
+void handler_batch(task_engine *e, bool begin);
 
 /*
  * The input a push handler gets: the task JSON {"id","queue","attempt",

@@ -137,6 +137,9 @@ struct task_engine {
     size_t running;         /* push runs over all queues */
     size_t claiming;
     bool started, stopping, drained, closing;
+    /* handler_batch(): runs finishing together pump once at the end. */
+    int done_batch;
+    bool done_batch_pump;
     size_t ops_in_flight;
     /* The run deadline heap (timeouts and pull leases). */
     task_run **heap;
@@ -840,7 +843,21 @@ void handler_done(task_run *r, const handler_result *res) {
     run_free(r);
     if (e->stopping)
         check_drained(e);
+    else if (e->done_batch)
+        e->done_batch_pump = true;
     else
+        pump_all(e);
+}
+
+void handler_batch(task_engine *e, bool begin) {
+    if (begin) {
+        e->done_batch++;
+        return;
+    }
+    if (--e->done_batch > 0 || !e->done_batch_pump)
+        return;
+    e->done_batch_pump = false;
+    if (!e->stopping)
         pump_all(e);
 }
 
