@@ -13,7 +13,10 @@
  * a retry, a requeue, a scheduled time reached), cleared when a CLAIM
  * returns fewer than asked.  Store callbacks run in submission order, so a
  * CLAIM that raced an INSERT completes first and the INSERT's callback
- * sets the flag again: no ready task is ever forgotten.
+ * sets the flag again; an event with no store callback after the CLAIM (a
+ * scheduled time reached while it was in flight) bumps ready_gen, and a
+ * short CLAIM leaves the flag set when the generation moved: no ready task
+ * is ever forgotten.
  *
  * Scheduled tasks (delayed, backing off) are remembered by time only: a
  * capped min-heap of run_at values per queue arms the queue's timer.  When
@@ -92,6 +95,11 @@ struct tq {
     bool paused;
     bool windowed;          /* see FUNC_WINDOW */
     bool maybe_ready;
+    /* Bumped by every mark_ready(): a CLAIM (or batch FETCH) that comes
+     * back short clears maybe_ready only if nothing made a task ready
+     * while it was in flight (a scheduled time reached meanwhile has no
+     * store callback after it to set the flag again). */
+    uint64_t ready_gen;
     bool claim_in_flight;
     bool fetch_in_flight, refetch;
     size_t claiming;        /* slots held by the claim in flight */
@@ -205,6 +213,12 @@ static tq *find_queue(const task_engine *e, const char *name) {
         if (strcmp(e->qs[i].spec->name, name) == 0)
             return &e->qs[i];
     return NULL;
+}
+
+/* The store may hold a ready task of q (see ready_gen). */
+static void mark_ready(tq *q) {
+    q->maybe_ready = true;
+    q->ready_gen++;
 }
 
 static void count_move(tq *q, int from, int to, int prio) {
@@ -567,7 +581,7 @@ static void on_upd(store_op *op, int result) {
         u->t.state = (store_task_state)u->to;
         notify_state(e, &u->t, u->from, u->to);
         if (u->to == STORE_TASK_PENDING) {
-            q->maybe_ready = true;
+            mark_ready(q);
             pump(q);
         } else if (u->to == STORE_TASK_SCHEDULED) {
             sched_push(q, u->t.run_at);
@@ -1087,6 +1101,7 @@ typedef struct claim_op {
     size_t limit;
     bool trial;
     bool batch;
+    uint64_t gen;           /* q->ready_gen when submitted */
 } claim_op;
 
 static void on_claim(store_op *op, int result) {
@@ -1111,7 +1126,7 @@ static void on_claim(store_op *op, int result) {
     op->claim.ret_tasks = NULL;
     op->claim.ret_n = 0;
     size_t asked = c->batch ? c->limit * (size_t)q->spec->batch_size : c->limit;
-    if (n < asked)
+    if (n < asked && q->ready_gen == c->gen)
         q->maybe_ready = false;
     if (c->trial && n == 0)
         breaker_release(&q->br);
@@ -1167,6 +1182,7 @@ static int claim(tq *q, size_t limit, bool trial, bool as_batch) {
     c->limit = limit;
     c->trial = trial;
     c->batch = as_batch;
+    c->gen = q->ready_gen;
     int64_t now = now_wall_ms();
     int64_t lease = q->spec->timeout_ms > 0 ? q->spec->timeout_ms : 30000;
     c->op = (store_op){.kind = STORE_OP_CLAIM, .done = on_claim, .userdata = c};
@@ -1190,6 +1206,7 @@ static int claim(tq *q, size_t limit, bool trial, bool as_batch) {
 typedef struct fetch_op {
     store_op op;
     tq *q;
+    uint64_t gen;           /* q->ready_gen when submitted */
 } fetch_op;
 
 static void on_fetch(store_op *op, int result) {
@@ -1204,7 +1221,7 @@ static void on_fetch(store_op *op, int result) {
         int64_t now = now_wall_ms();
         for (size_t i = 0; i < op->fetch.ret_n; i++)
             (void)batch_add(&q->bt, op->fetch.ret_tasks[i].id, MIN(op->fetch.ret_tasks[i].run_at, now));
-        if (op->fetch.ret_n == 0)
+        if (op->fetch.ret_n == 0 && q->ready_gen == f->gen)
             q->maybe_ready = false;
     }
     store_op_clear(op);
@@ -1219,6 +1236,7 @@ static void fetch_window(tq *q) {
     if (!f)
         return;
     f->q = q;
+    f->gen = q->ready_gen;
     f->op = (store_op){.kind = STORE_OP_FETCH_READY, .done = on_fetch, .userdata = f};
     f->op.fetch.queue = q->spec->name;
     f->op.fetch.now = now_wall_ms();
@@ -1314,10 +1332,10 @@ static void pump(tq *q) {
     int64_t now_wall = now_wall_ms(), now_mono = now_mono_ms();
     while (q->n_sched && q->sched[0] <= now_wall) {
         sched_pop(q);
-        q->maybe_ready = true;
+        mark_ready(q);
     }
     if (q->sched_unknown && count_state(q, STORE_TASK_SCHEDULED) > 0)
-        q->maybe_ready = true; /* the sweep: claim whatever came due */
+        mark_ready(q); /* the sweep: claim whatever came due */
     if (!q->backend)
         serve_waiters(q);
     if (q->paused || q->claim_in_flight || !q->maybe_ready)
@@ -1401,7 +1419,7 @@ static void on_counts(store_op *op, int result) {
             /* Pending tasks we did not hear of (another writer, a retry
              * after a failed claim): look again. */
             if (count_state(q, STORE_TASK_PENDING) > 0 && !q->maybe_ready) {
-                q->maybe_ready = true;
+                mark_ready(q);
                 pump(q);
             } else {
                 arm_queue_timer(q);
@@ -1518,7 +1536,7 @@ static void on_insert(store_op *op, int result) {
             if (t->state == STORE_TASK_SCHEDULED)
                 sched_push(q, t->run_at);
             else
-                q->maybe_ready = true;
+                mark_ready(q);
             if (q->spec->batch)
                 q->refetch = true;
         }
@@ -1855,7 +1873,7 @@ static void on_action_update(store_op *op, int result) {
             note_finished(q, TASK_RESULT_CANCELLED);
         notify_state(e, &a->upd, a->from, a->upd.state);
         if (a->upd.state == STORE_TASK_PENDING) {
-            q->maybe_ready = true;
+            mark_ready(q);
             if (q->spec->batch)
                 q->refetch = true;
             pump(q);
@@ -2077,7 +2095,7 @@ static void on_dead(store_op *op, int result) {
         }
         elog(e, LOG_INFO, q, "%s %d dead tasks", d->requeue ? "requeued" : "purged", result);
         if (d->requeue) {
-            q->maybe_ready = true;
+            mark_ready(q);
             q->refetch = true;
             pump(q);
         }
@@ -2189,7 +2207,7 @@ int task_engine_reserve(task_engine *e, const char *queue, int64_t wait_ms, task
     q->n_waiters++;
     if (ret)
         *ret = (task_reserve *)w;
-    q->maybe_ready = true; /* external workers ask: look */
+    mark_ready(q); /* external workers ask: look */
     q->last_reserve_ms = now_mono_ms();
     uv_timer_start(&q->timer, on_queue_timer, 0, 0);
     return 0;
@@ -2456,7 +2474,7 @@ int task_engine_start(task_engine *e) {
     /* Unknown scheduled times until the first counts say otherwise. */
     for (size_t i = 0; i < e->n_qs; i++) {
         e->qs[i].sched_unknown = true;
-        e->qs[i].maybe_ready = true;
+        mark_ready(&e->qs[i]);
     }
     refresh_counts(e);
     uv_timer_start(&e->counts_timer, on_counts_timer, COUNTS_REFRESH_MS, COUNTS_REFRESH_MS);

@@ -102,6 +102,14 @@ typedef struct fx {
 
 static store_backend_kind backend_under_test;
 
+/* Wall-clock budgets scale with TEND_TEST_SLOW (ASan in CI runs with 2);
+ * the waits end as soon as their condition holds. */
+static int64_t slow_ms(int64_t ms) {
+    const char *v = getenv("TEND_TEST_SLOW");
+    double f = v ? strtod(v, NULL) : 1.0;
+    return f > 1.0 ? (int64_t)((double)ms * f) : ms;
+}
+
 static void on_tick(uv_timer_t *t) {}
 
 static void fx_spec(fx *f, tend_handler_kind kind) {
@@ -163,7 +171,7 @@ static void on_engine_stopped(void *data) { *(bool *)data = true; }
 
 /* Runs the loop until *flag or the timeout; returns *flag. */
 static bool run_until(fx *f, volatile bool *flag, int64_t timeout_ms) {
-    int64_t end = now_mono_ms() + timeout_ms;
+    int64_t end = now_mono_ms() + slow_ms(timeout_ms);
     while (!*flag && now_mono_ms() < end)
         uv_run(&f->loop, UV_RUN_ONCE);
     return *flag;
@@ -256,7 +264,7 @@ static store_task_state state_of(fx *f, const char *id, int *ret_attempts) {
 }
 
 static bool wait_state(fx *f, const char *id, store_task_state want, int64_t timeout_ms) {
-    int64_t end = now_mono_ms() + timeout_ms;
+    int64_t end = now_mono_ms() + slow_ms(timeout_ms);
     while (now_mono_ms() < end) {
         if (state_of(f, id, NULL) == want)
             return true;
@@ -410,7 +418,7 @@ static void test_dead_letters(void **state) {
 
 static void with_breaker(fx *f) {
     f->q.breaker_failure_threshold = 2;
-    f->q.breaker_open_ms = 300;
+    f->q.breaker_open_ms = slow_ms(300); /* the checks while open take 150 ms */
     f->q.max_attempts = 20;
     f->q.concurrency = 1;
     f->q.backoff_base_ms = 5;
@@ -425,7 +433,7 @@ static void test_breaker(void **state) {
     for (int i = 0; i < 4; i++)
         submit_one(f, i, STORE_PRIORITY_NORMAL, 0, ids[i]);
     /* Two failures open the circuit; the tasks wait, none is dead. */
-    int64_t end = now_mono_ms() + 3000;
+    int64_t end = now_mono_ms() + slow_ms(3000);
     task_queue_info in;
     do {
         run_for(f, 10);
@@ -640,7 +648,7 @@ static void test_enqueue_threads(void **state) {
     pthread_t t;
     pthread_create(&t, NULL, enqueuer, f->e);
     pthread_join(t, NULL);
-    int64_t end = now_mono_ms() + 5000;
+    int64_t end = now_mono_ms() + slow_ms(5000);
     while (H.calls < 500 && now_mono_ms() < end)
         run_for(f, 10);
     assert_int_equal(H.calls, 500);
@@ -660,7 +668,9 @@ static void test_window(void **state) {
     pthread_t t;
     pthread_create(&t, NULL, enqueuer, f->e);
     pthread_join(t, NULL);
-    int64_t end = now_mono_ms() + 8000;
+    /* About a second when all is well (backoff 20 then 40 ms); a task
+     * left behind would be a dispatch stall, not slowness. */
+    int64_t end = now_mono_ms() + slow_ms(30000);
     task_engine_stats st;
     do {
         run_for(f, 10);
