@@ -16,6 +16,15 @@
  * CLAIM are range walks).  Admin ops (RECOVER, PURGE_DEAD, REQUEUE_DEAD,
  * RETENTION) walk every task: they are rare.  Each op is atomic: an INSERT
  * that fails half-way takes back what it inserted.
+ *
+ * INSERT is the hot path (a task engine inserts every task and keeps the
+ * finished ones until retention), so a record is one allocation: the
+ * strings that never change (payload, idempotency key, tags) live inline
+ * after the struct and queue points at the queue's own name; only
+ * last_error, which UPDATE replaces, is allocated apart.  Stored ids are
+ * always 26 characters (store_submit checks them), so the id order is a
+ * memcmp, and an id above every id ever inserted (the usual case: ids are
+ * generated in ascending order) needs no duplicate lookup.
  */
 #include "store.h"
 
@@ -123,7 +132,7 @@ static bool treap_walk_down(tnode *t, tnode_before before, const void *key, tnod
 typedef struct mqueue mqueue;
 
 typedef struct mtask {
-    store_task t;
+    store_task t; /* queue, payload, key, tags: not owned (see above) */
     tnode by_id; /* mem.all */
     tnode ready; /* queue->ready, while pending or scheduled */
     bool in_ready;
@@ -148,6 +157,7 @@ typedef struct mem {
     size_t nbuckets, ntasks;
     tnode *all;
     mqueue *queues;
+    char max_id[STORE_ID_SIZE]; /* the highest id ever inserted, "" at first */
     uint64_t rng;
     /* Sessions (STORE_OP_SESSION_*): a chained hash by key. */
     struct msess **sess;
@@ -169,16 +179,60 @@ static uint64_t hash_str(uint64_t h, const char *s) {
     return h;
 }
 
+/* The value of a Crockford base32 character (0..31); other bytes map to
+ * their low 5 bits, which keeps the hash defined for any string. */
+static unsigned crock_value(unsigned char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'Z') /* the alphabet skips I, L, O and U */
+        return (unsigned)(c - 'A' + 10 - (c > 'I') - (c > 'L') - (c > 'O') - (c > 'U')) & 31u;
+    return c & 31u;
+}
+
+/* The id hash is the value of the id's last 12 characters (60 of its 80
+ * random bits), not a scrambling hash: ids made in one millisecond are
+ * consecutive numbers, so they land in consecutive buckets, and a task
+ * engine that inserts and updates recent tasks stays in a few cache
+ * lines of the table (a scrambling hash made every access a cache miss
+ * once the store holds a million tasks).  The random bits drawn at each
+ * new millisecond still spread the ids evenly. */
 static size_t id_bucket(const mem *m, const char *id) {
-    return hash_str(0xcbf29ce484222325ull, id) & (m->nbuckets - 1);
+    size_t len = strnlen(id, STORE_ID_LEN), i = len > 12 ? len - 12 : 0;
+    uint64_t v = 0;
+    for (; i < len; i++)
+        v = v << 5 | crock_value((unsigned char)id[i]);
+    return (size_t)v & (m->nbuckets - 1);
 }
 
 static size_t key_bucket(const mem *m, const char *queue, const char *key) {
     return hash_str(hash_str(0xcbf29ce484222325ull, queue) * 31 + 1, key) & (m->nbuckets - 1);
 }
 
+/* Byte order of two stored ids (26 bytes each), as memcmp but inline:
+ * big-endian 8-byte words compare like the bytes they hold. */
+static uint64_t id_word(const char *p) {
+    uint64_t w;
+    memcpy(&w, p, sizeof(w));
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    return w;
+}
+
+static int id_cmp(const char *a, const char *b) {
+    for (size_t i = 0; i + 8 <= STORE_ID_LEN; i += 8) {
+        uint64_t x = id_word(a + i), y = id_word(b + i);
+        if (x != y)
+            return x < y ? -1 : 1;
+    }
+    for (size_t i = STORE_ID_LEN / 8 * 8; i < STORE_ID_LEN; i++)
+        if (a[i] != b[i])
+            return (unsigned char)a[i] < (unsigned char)b[i] ? -1 : 1;
+    return 0;
+}
+
 static int cmp_by_id(const tnode *a, const tnode *b) {
-    return strcmp(CONTAINER(a, mtask, by_id)->t.id, CONTAINER(b, mtask, by_id)->t.id);
+    return id_cmp(CONTAINER(a, mtask, by_id)->t.id, CONTAINER(b, mtask, by_id)->t.id);
 }
 
 static int cmp_ready(const tnode *a, const tnode *b) {
@@ -187,7 +241,7 @@ static int cmp_ready(const tnode *a, const tnode *b) {
         return x->priority < y->priority ? -1 : 1;
     if (x->run_at != y->run_at)
         return x->run_at < y->run_at ? -1 : 1;
-    return strcmp(x->id, y->id);
+    return id_cmp(x->id, y->id);
 }
 
 static bool is_ready_state(store_task_state s) {
@@ -278,29 +332,55 @@ static void attach(mem *m, mtask *t) {
     }
 }
 
+/* Frees a record (its inline strings go with it). */
+static void mtask_free(mtask *t) {
+    free(t->t.last_error);
+    free(t);
+}
+
 /* Adds a copy of src.  0, -EEXIST (id taken) or -ENOMEM. */
 static int add_task(mem *m, const store_task *src, mtask **ret) {
-    if (find_id(m, src->id))
+    bool above = id_cmp(src->id, m->max_id) > 0;
+    if (!above && find_id(m, src->id))
         return -EEXIST;
     if (grow(m) < 0)
         return -ENOMEM;
-    mtask *t = calloc(1, sizeof(*t));
+    mqueue *q = find_queue(m, src->queue, true);
+    if (!q)
+        return -ENOMEM;
+    const char *payload = src->payload ? src->payload : "null";
+    size_t plen = src->payload ? src->payload_len : 4;
+    size_t klen = src->idempotency_key ? strlen(src->idempotency_key) + 1 : 0;
+    size_t glen = src->tags ? strlen(src->tags) + 1 : 0;
+    mtask *t = malloc(sizeof(*t) + plen + 1 + klen + glen);
     if (!t)
         return -ENOMEM;
-    mqueue *q = find_queue(m, src->queue, true);
-    if (!q || store_task_copy(&t->t, src) < 0) {
+    memset(t, 0, sizeof(*t));
+    t->t = *src;
+    t->t.last_error = NULL;
+    if (src->last_error &&
+        !(t->t.last_error = strndup(src->last_error, store_error_len(src->last_error)))) {
         free(t);
         return -ENOMEM;
     }
-    if (!t->t.payload) {
-        t->t.payload = strdup("null");
-        t->t.payload_len = 4;
-        if (!t->t.payload) {
-            store_task_clear(&t->t);
-            free(t);
-            return -ENOMEM;
-        }
+    char *p = (char *)(t + 1);
+    memcpy(p, payload, plen);
+    p[plen] = 0;
+    t->t.payload = p;
+    t->t.payload_len = plen;
+    p += plen + 1;
+    t->t.idempotency_key = NULL;
+    if (klen) {
+        memcpy(p, src->idempotency_key, klen);
+        t->t.idempotency_key = p;
+        p += klen;
     }
+    t->t.tags = NULL;
+    if (glen) {
+        memcpy(p, src->tags, glen);
+        t->t.tags = p;
+    }
+    t->t.queue = q->name;
     t->q = q;
     size_t i = id_bucket(m, t->t.id);
     t->id_next = m->by_id[i];
@@ -314,6 +394,8 @@ static int add_task(mem *m, const store_task *src, mtask **ret) {
     treap_insert(&m->all, &t->by_id, cmp_by_id);
     attach(m, t);
     m->ntasks++;
+    if (above)
+        memcpy(m->max_id, t->t.id, STORE_ID_SIZE);
     *ret = t;
     return 0;
 }
@@ -332,16 +414,17 @@ static void remove_task(mem *m, mtask *t) {
         *p = t->key_next;
     }
     m->ntasks--;
-    store_task_clear(&t->t);
-    free(t);
+    mtask_free(t);
 }
 
 /* ---- Ops -------------------------------------------------------------- */
 
 static int op_insert(mem *m, store_op *op) {
     size_t n = op->insert.n, created = 0;
-    mtask **added = n ? calloc(n, sizeof(*added)) : NULL;
-    if (n && !added)
+    /* Most INSERTs carry a few tasks: no allocation for those. */
+    mtask *few[16] = {0};
+    mtask **added = n <= sizeof(few) / sizeof(few[0]) ? few : calloc(n, sizeof(*added));
+    if (!added)
         return -ENOMEM;
     int r = 0;
     for (size_t i = 0; i < n; i++) {
@@ -367,10 +450,12 @@ static int op_insert(mem *m, store_op *op) {
             if (added[i])
                 remove_task(m, added[i]);
         store_op_reset_outputs(op);
-        free(added);
+        if (added != few)
+            free(added);
         return r;
     }
-    free(added);
+    if (added != few)
+        free(added);
     op->insert.ret_created = created;
     return (int)created;
 }
@@ -1011,8 +1096,7 @@ static void mem_free(void *data) {
     for (size_t b = 0; b < m->nbuckets; b++)
         for (mtask *t = m->by_id[b], *next; t; t = next) {
             next = t->id_next;
-            store_task_clear(&t->t);
-            free(t);
+            mtask_free(t);
         }
     for (mqueue *q = m->queues, *next; q; q = next) {
         next = q->next;

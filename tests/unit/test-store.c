@@ -537,6 +537,57 @@ static void test_update_conflicts(void **state) {
     assert_int_equal(store_submit(f->s, &op), -EINVAL);
 }
 
+/* Ids given by the caller, out of order and across the id index's
+ * growth: each is found again, a repeat of any of them (not only of the
+ * newest) is refused, and LIST still goes newest first. */
+static void test_explicit_ids(void **state) {
+    fx *f = *state;
+    enum { N = 3000 };
+    static char ids[N][STORE_ID_SIZE];
+    for (int i = 0; i < N; i++) {
+        /* Descending and interleaved timestamps, scattered random bits. */
+        int k = (i * 7919) % N;
+        store_id_format(1700000000000 + (N - k) / 3, (uint16_t)(k * 31),
+                        (uint64_t)k * 0x9E3779B97F4A7C15ull, ids[i]);
+        store_task t = mk(i % 2 ? "x" : "y", 0, "{}");
+        memcpy(t.id, ids[i], STORE_ID_SIZE);
+        assert_int_equal(insert(f, &t, 1), 1);
+    }
+    for (int i = 0; i < N; i += 97) {
+        store_task *g = get(f, ids[i]);
+        assert_non_null(g);
+        assert_string_equal(g->id, ids[i]);
+        assert_string_equal(g->queue, i % 2 ? "x" : "y");
+        assert_string_equal(g->payload, "{}");
+        store_task_free(g);
+        store_task dup = mk("y", 0, "{}");
+        memcpy(dup.id, ids[i], STORE_ID_SIZE);
+        assert_int_equal(insert(f, &dup, 1), -EEXIST);
+    }
+    char cursor[STORE_ID_SIZE] = "", prev[STORE_ID_SIZE] = "";
+    int seen = 0;
+    do {
+        store_op op = {.kind = STORE_OP_LIST, .list = {.state = -1, .limit = 700, .cursor = cursor}};
+        int r = run_op(f, &op);
+        assert_true(r > 0);
+        for (int i = 0; i < r; i++, seen++) {
+            if (prev[0])
+                assert_true(strcmp(op.list.ret_tasks[i].id, prev) < 0);
+            memcpy(prev, op.list.ret_tasks[i].id, STORE_ID_SIZE);
+        }
+        memcpy(cursor, op.list.ret_cursor, STORE_ID_SIZE);
+        store_op_clear(&op);
+    } while (cursor[0]);
+    assert_int_equal(seen, N);
+    /* A generated id after all that still sorts (and lists) first. */
+    store_task t = mk("x", 0, "{}");
+    assert_int_equal(insert(f, &t, 1), 1);
+    store_op op = {.kind = STORE_OP_LIST, .list = {.state = -1, .limit = 1}};
+    assert_int_equal(run_op(f, &op), 1);
+    assert_string_equal(op.list.ret_tasks[0].id, t.id);
+    store_op_clear(&op);
+}
+
 /* ---- Listing, counts, dead letters, retention ------------------------- */
 
 static void test_list_paging(void **state) {
@@ -1207,6 +1258,7 @@ int main(void) {
         BOTH(test_insert_get),
         BOTH(test_idempotency),
         BOTH(test_insert_batches),
+        BOTH(test_explicit_ids),
         BOTH(test_fetch_ready_order),
         BOTH(test_update_conflicts),
         BOTH(test_list_paging),
