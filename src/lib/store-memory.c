@@ -81,6 +81,18 @@ static void treap_insert(tnode **t, tnode *n, tnode_cmp cmp) {
         treap_insert(cmp(n, *t) < 0 ? &(*t)->l : &(*t)->r, n, cmp);
 }
 
+/* Inserts n, which sorts after every node of *t: down the right spine to
+ * where n's priority belongs, and what was there becomes its left
+ * subtree (all of it is before n and of lower priority): no comparison
+ * and no split. */
+static void treap_insert_max(tnode **t, tnode *n) {
+    while (*t && (*t)->prio >= n->prio)
+        t = &(*t)->r;
+    n->l = *t;
+    n->r = NULL;
+    *t = n;
+}
+
 static void treap_remove(tnode **t, tnode *n, tnode_cmp cmp) {
     while (*t && *t != n)
         t = cmp(n, *t) < 0 ? &(*t)->l : &(*t)->r;
@@ -136,6 +148,7 @@ typedef struct mtask {
     tnode by_id; /* mem.all */
     tnode ready; /* queue->ready, while pending or scheduled */
     bool in_ready;
+    uint32_t id_hash;       /* id_hash(t.id), so that growing needs no id */
     struct mtask *id_next;  /* id hash chain */
     struct mtask *key_next; /* key hash chain */
     mqueue *q;
@@ -196,12 +209,16 @@ static unsigned crock_value(unsigned char c) {
  * lines of the table (a scrambling hash made every access a cache miss
  * once the store holds a million tasks).  The random bits drawn at each
  * new millisecond still spread the ids evenly. */
-static size_t id_bucket(const mem *m, const char *id) {
+static uint32_t id_hash(const char *id) {
     size_t len = strnlen(id, STORE_ID_LEN), i = len > 12 ? len - 12 : 0;
     uint64_t v = 0;
     for (; i < len; i++)
         v = v << 5 | crock_value((unsigned char)id[i]);
-    return (size_t)v & (m->nbuckets - 1);
+    return (uint32_t)v;
+}
+
+static size_t id_bucket(const mem *m, const char *id) {
+    return id_hash(id) & (m->nbuckets - 1);
 }
 
 static size_t key_bucket(const mem *m, const char *queue, const char *key) {
@@ -297,7 +314,7 @@ static int grow(mem *m) {
     for (size_t b = 0; b < ob; b++) {
         for (mtask *t = oi[b], *next; t; t = next) {
             next = t->id_next;
-            size_t i = id_bucket(m, t->t.id);
+            size_t i = t->id_hash & (nb - 1);
             t->id_next = ni[i];
             ni[i] = t;
         }
@@ -382,7 +399,8 @@ static int add_task(mem *m, const store_task *src, mtask **ret) {
     }
     t->t.queue = q->name;
     t->q = q;
-    size_t i = id_bucket(m, t->t.id);
+    t->id_hash = id_hash(t->t.id);
+    size_t i = t->id_hash & (m->nbuckets - 1);
     t->id_next = m->by_id[i];
     m->by_id[i] = t;
     if (t->t.idempotency_key) {
@@ -391,7 +409,10 @@ static int add_task(mem *m, const store_task *src, mtask **ret) {
         m->by_key[i] = t;
     }
     t->by_id.prio = rnd(m);
-    treap_insert(&m->all, &t->by_id, cmp_by_id);
+    if (above)
+        treap_insert_max(&m->all, &t->by_id);
+    else
+        treap_insert(&m->all, &t->by_id, cmp_by_id);
     attach(m, t);
     m->ntasks++;
     if (above)
@@ -403,7 +424,7 @@ static int add_task(mem *m, const store_task *src, mtask **ret) {
 static void remove_task(mem *m, mtask *t) {
     detach(t);
     treap_remove(&m->all, &t->by_id, cmp_by_id);
-    mtask **p = &m->by_id[id_bucket(m, t->t.id)];
+    mtask **p = &m->by_id[t->id_hash & (m->nbuckets - 1)];
     while (*p != t)
         p = &(*p)->id_next;
     *p = t->id_next;
