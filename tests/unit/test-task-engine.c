@@ -29,7 +29,7 @@
 
 /* ---- the handler's side: what the C function saw ------------------------- */
 
-enum mode { M_OK, M_FAIL_FIRST2, M_PERMANENT, M_WAIT_CANCEL, M_SLEEP20, M_FAIL_FLAG, M_BATCH_FAIL_SECOND };
+enum mode { M_OK, M_FAIL_FIRST2, M_PERMANENT, M_WAIT_CANCEL, M_SLEEP100, M_FAIL_FLAG, M_BATCH_FAIL_SECOND };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
@@ -72,7 +72,7 @@ static int fn(task_func_ctx *ctx, void *ud) {
             usleep(1000);
         rc = 0;
         break;
-    case M_SLEEP20: usleep(20000); break;
+    case M_SLEEP100: usleep(100000); break; /* long enough to overlap on a loaded machine */
     case M_FAIL_FLAG: rc = H.fail_flag ? 1 : 0; break;
     case M_BATCH_FAIL_SECOND:
         if (ctx->n > 1 && ctx->failed)
@@ -305,7 +305,7 @@ static void conc2(fx *f) {
 
 static void test_concurrency_limit(void **state) {
     fx *f = fx_new(TEND_HANDLER_FUNC, conc2);
-    H.mode = M_SLEEP20;
+    H.mode = M_SLEEP100;
     task_submit s[12];
     for (int i = 0; i < 12; i++)
         s[i] = (task_submit){.payload = "1", .payload_len = 1, .priority = STORE_PRIORITY_NORMAL};
