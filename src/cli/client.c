@@ -212,6 +212,37 @@ int client_call(client *c, const char *method, const char *path, const char *bod
     return 0;
 }
 
+int client_act_each(client *cl, int argc, char **argv, const char *prefix, const char *what,
+                    const char *method, client_path_fn path_for, client_report_fn report, void *data) {
+    if (optind >= argc) {
+        cli_error("%s: name at least one %s", prefix, what);
+        client_close(cl);
+        return EXIT_USAGE;
+    }
+    int code = EXIT_OK;
+    for (int i = optind; i < argc; i++) {
+        char path[1024];
+        if (!path_for(path, sizeof(path), argv[i], data)) {
+            code = EXIT_RUNTIME;
+            continue;
+        }
+        client_response resp;
+        int r = client_call(cl, method, path, NULL, &resp);
+        if (r == EXIT_RUNTIME) {
+            code = EXIT_RUNTIME;
+            continue;
+        }
+        if (r) {
+            code = r;
+            break;
+        }
+        report(argv[i], &resp, data);
+        client_response_free(&resp);
+    }
+    client_close(cl);
+    return code;
+}
+
 pid_t client_instance_pid(const client *c) {
     if (!c->state_dir)
         return -1;

@@ -59,6 +59,22 @@ int client_start(client *c, int argc, char **argv, bool file_is_f, const char *e
  * returns EXIT_RUNTIME (the response is freed then); 0 on success. */
 int client_call(client *c, const char *method, const char *path, const char *body, client_response *ret);
 
+/*
+ * The shape shared by `tend start|stop|restart`, `tend task cancel|retry`
+ * and `tend queue pause|...`: one request per name in argv[optind..argc).
+ * path_for builds the request path for a name into buf (false after
+ * printing why: that name is refused, the rest go on); report prints the
+ * answer to a 2xx.  "what" names the objects in the usage error ("task
+ * %s: name at least one task id" is what = "task id", prefix = "task
+ * cancel").  Closes cl.  Returns EXIT_OK, EXIT_USAGE without any name,
+ * EXIT_RUNTIME when any name was refused, or the exit code of an
+ * unreachable instance (the remaining names are not tried).
+ */
+typedef bool (*client_path_fn)(char *buf, size_t len, const char *name, void *data);
+typedef void (*client_report_fn)(const char *name, const client_response *resp, void *data);
+int client_act_each(client *cl, int argc, char **argv, const char *prefix, const char *what,
+                    const char *method, client_path_fn path_for, client_report_fn report, void *data);
+
 /* The pid in <state_dir>/tend.lock, or -1. */
 pid_t client_instance_pid(const client *c);
 

@@ -225,45 +225,30 @@ static long long answer_count(json_t *body) {
     return -1;
 }
 
+static bool queue_act_path(char *buf, size_t len, const char *q, void *data) {
+    const size_t *a = data;
+    return queue_path(buf, len, q, actions[*a].suffix);
+}
+
+static void report_queue_act(const char *q, const client_response *resp, void *data) {
+    const size_t *a = data;
+    long long n = answer_count(resp->json);
+    if (n >= 0)
+        printf("%s: %lld dead task%s %s\n", q, n, n == 1 ? "" : "s", actions[*a].done);
+    else
+        printf("%s: %s\n", q, actions[*a].done);
+}
+
 static int queue_act(size_t a, int argc, char **argv) {
-    char usage[128];
+    char usage[128], prefix[48];
     snprintf(usage, sizeof(usage), "tend queue %s [-f FILE | --url URL] QUEUE...", actions[a].name);
+    snprintf(prefix, sizeof(prefix), "queue %s", actions[a].name);
     client cl;
     task_view_permute(argc, argv, NULL, "");
     int r = client_start(&cl, argc, argv, true, "", NULL, usage, NULL, NULL);
     if (r)
         return r < 0 ? EXIT_OK : r;
-    if (optind >= argc) {
-        cli_error("queue %s: name at least one queue", actions[a].name);
-        client_close(&cl);
-        return EXIT_USAGE;
-    }
-    int code = EXIT_OK;
-    for (int i = optind; i < argc; i++) {
-        char path[1024];
-        if (!queue_path(path, sizeof(path), argv[i], actions[a].suffix)) {
-            code = EXIT_RUNTIME;
-            continue;
-        }
-        client_response resp;
-        r = client_call(&cl, actions[a].method, path, NULL, &resp);
-        if (r == EXIT_RUNTIME) {
-            code = EXIT_RUNTIME;
-            continue;
-        }
-        if (r) {
-            client_close(&cl);
-            return r;
-        }
-        long long n = answer_count(resp.json);
-        if (n >= 0)
-            printf("%s: %lld dead task%s %s\n", argv[i], n, n == 1 ? "" : "s", actions[a].done);
-        else
-            printf("%s: %s\n", argv[i], actions[a].done);
-        client_response_free(&resp);
-    }
-    client_close(&cl);
-    return code;
+    return client_act_each(&cl, argc, argv, prefix, "queue", actions[a].method, queue_act_path, report_queue_act, &a);
 }
 
 static void usage(FILE *f) {

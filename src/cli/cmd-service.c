@@ -8,6 +8,20 @@
 #include "client.h"
 #include "cmd.h"
 
+/* "/api/v1/services/NAME/VERB"; false after printing why. */
+static bool service_path(char *buf, size_t len, const char *name, void *data) {
+    if (strlen(name) > 200 || strchr(name, '/')) {
+        cli_error("invalid service name \"%s\"", name);
+        return false;
+    }
+    snprintf(buf, len, "/api/v1/services/%s/%s", name, (const char *)data);
+    return true;
+}
+
+static void report_state(const char *name, const client_response *resp, void *data) {
+    printf("%s: %s\n", name, json_string_value(json_object_get(resp->json, "state")));
+}
+
 static int act(const char *verb, int argc, char **argv) {
     char usage[128];
     snprintf(usage, sizeof(usage), "tend %s [-f FILE | --url URL] SERVICE...", verb);
@@ -15,35 +29,7 @@ static int act(const char *verb, int argc, char **argv) {
     int r = client_start(&cl, argc, argv, true, "", NULL, usage, NULL, NULL);
     if (r)
         return r < 0 ? EXIT_OK : r;
-    if (optind >= argc) {
-        cli_error("%s: name at least one service", verb);
-        client_close(&cl);
-        return EXIT_USAGE;
-    }
-    int code = EXIT_OK;
-    for (int i = optind; i < argc; i++) {
-        char path[512];
-        if (strlen(argv[i]) > 200 || strchr(argv[i], '/')) {
-            cli_error("invalid service name \"%s\"", argv[i]);
-            code = EXIT_RUNTIME;
-            continue;
-        }
-        snprintf(path, sizeof(path), "/api/v1/services/%s/%s", argv[i], verb);
-        client_response resp;
-        r = client_call(&cl, "POST", path, NULL, &resp);
-        if (r == EXIT_RUNTIME) {
-            code = EXIT_RUNTIME;
-            continue;
-        }
-        if (r) {
-            client_close(&cl);
-            return r;
-        }
-        printf("%s: %s\n", argv[i], json_string_value(json_object_get(resp.json, "state")));
-        client_response_free(&resp);
-    }
-    client_close(&cl);
-    return code;
+    return client_act_each(&cl, argc, argv, verb, "service", "POST", service_path, report_state, (void *)verb);
 }
 
 static int run_start(int argc, char **argv) { return act("start", argc, argv); }

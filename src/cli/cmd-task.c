@@ -514,43 +514,26 @@ static int task_show(int argc, char **argv) {
 
 /* ---- cancel, retry -------------------------------------------------- */
 
+static bool task_act_path(char *buf, size_t len, const char *id, void *data) {
+    return task_path(buf, len, id, data);
+}
+
+static void report_task_state(const char *id, const client_response *resp, void *data) {
+    json_t *t = task_of(resp->json);
+    const char *state = json_string_value(json_object_get(t ? t : resp->json, "state"));
+    printf("%s: %s\n", id, state ? state : (strcmp(data, "cancel") == 0 ? "cancelled" : "pending"));
+}
+
 static int task_act(const char *verb, int argc, char **argv) {
-    char usage[128];
+    char usage[128], prefix[32];
     snprintf(usage, sizeof(usage), "tend task %s [-f FILE | --url URL] ID...", verb);
+    snprintf(prefix, sizeof(prefix), "task %s", verb);
     client cl;
     task_view_permute(argc, argv, NULL, "");
     int r = client_start(&cl, argc, argv, true, "", NULL, usage, NULL, NULL);
     if (r)
         return r < 0 ? EXIT_OK : r;
-    if (optind >= argc) {
-        cli_error("task %s: name at least one task id", verb);
-        client_close(&cl);
-        return EXIT_USAGE;
-    }
-    int code = EXIT_OK;
-    for (int i = optind; i < argc; i++) {
-        char path[1024];
-        if (!task_path(path, sizeof(path), argv[i], verb)) {
-            code = EXIT_RUNTIME;
-            continue;
-        }
-        client_response resp;
-        r = client_call(&cl, "POST", path, NULL, &resp);
-        if (r == EXIT_RUNTIME) {
-            code = EXIT_RUNTIME;
-            continue;
-        }
-        if (r) {
-            client_close(&cl);
-            return r;
-        }
-        json_t *t = task_of(resp.json);
-        const char *state = json_string_value(json_object_get(t ? t : resp.json, "state"));
-        printf("%s: %s\n", argv[i], state ? state : (strcmp(verb, "cancel") == 0 ? "cancelled" : "pending"));
-        client_response_free(&resp);
-    }
-    client_close(&cl);
-    return code;
+    return client_act_each(&cl, argc, argv, prefix, "task id", "POST", task_act_path, report_task_state, (void *)verb);
 }
 
 /* ---- dispatch ------------------------------------------------------- */
