@@ -2,7 +2,10 @@
  * handler-func.c - C-function handlers (libtend): the function registered
  * for a queue runs on a pool of tasks.workers threads.  The loop hands
  * runs over in bulk (one mutex, one condition signal per batch of runs)
- * and workers take up to FUNC_TAKE runs per lock; finished runs go back
+ * and each worker takes its share of what waits (what waits divided by
+ * the number of workers, at least 1, at most FUNC_TAKE) per lock, so runs
+ * that may go at once never queue behind each other on one thread while
+ * another idles; finished runs go back
  * through one mutex-protected list and one uv_async wake-up, so a burst
  * of tiny tasks costs a few lock round-trips per batch, not per task.
  *
@@ -37,6 +40,7 @@ struct func_pool {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     func_run *todo_head, *todo_tail;
+    size_t n_todo;          /* runs in the todo list */
     bool stop;
     pthread_mutex_t done_lock;
     func_run *done_head, *done_tail;
@@ -57,12 +61,15 @@ static void *worker(void *arg) {
             pthread_mutex_unlock(&p->lock);
             return NULL;
         }
+        size_t share = p->n_todo / (size_t)MAX(p->n_threads, 1);
+        share = MIN(MAX(share, (size_t)1), (size_t)FUNC_TAKE);
         func_run *list = p->todo_head, *last = list;
-        int n = 1;
-        while (last->next && n < FUNC_TAKE) {
+        size_t n = 1;
+        while (last->next && n < share) {
             last = last->next;
             n++;
         }
+        p->n_todo -= n;
         p->todo_head = last->next;
         if (!p->todo_head)
             p->todo_tail = NULL;
@@ -228,6 +235,7 @@ static int func_start(task_run *run) {
     else
         p->todo_head = f;
     p->todo_tail = f;
+    p->n_todo++;
     pthread_mutex_unlock(&p->lock);
     if (was_empty)
         pthread_cond_signal(&p->cond);
