@@ -381,6 +381,22 @@ static void usage(void) {
            "      --timeout D   hard deadline for shutdown (default 30s)\n");
 }
 
+/* The end of a startup that stops before the API serves: runs the loop
+ * until the shutdown already requested has finished (the engine drains,
+ * the store closes), frees what was started and returns code, or the
+ * supervisor's exit code when code is -1. */
+static int abandon_start(up_ctx *u, uv_loop_t *loop, tend_config *cfg, int code) {
+    uv_run(loop, UV_RUN_DEFAULT);
+    if (code == -1)
+        code = u->sup->exit_code;
+    u->engine = task_engine_free(u->engine);
+    u->sessions = api_sessions_free(u->sessions);
+    supervisor_free(u->sup);
+    uv_loop_close(loop);
+    tend_config_free(cfg);
+    return code;
+}
+
 static int run(int argc, char **argv) {
     static const struct option opts[] = {
         {"file", required_argument, NULL, 'f'},
@@ -468,24 +484,13 @@ static int run(int argc, char **argv) {
             store_close(u.store, NULL, NULL);
             u.store = NULL;
         }
-        uv_run(&loop, UV_RUN_DEFAULT);
-        u.engine = task_engine_free(u.engine);
-        supervisor_free(u.sup);
-        uv_loop_close(&loop);
-        tend_config_free(cfg);
-        return r;
+        return abandon_start(&u, &loop, cfg, r);
     }
     if (u.sup->phase < PHASE_STOPPING && (r = sessions_start(&u, &loop, cfg)) != 0) { /* sessions */
         uv_close((uv_handle_t *)&u.deferred, NULL);
         tell_parent(&u, '1');
         supervisor_shutdown(u.sup, "the session store failed to start", r, 1000);
-        uv_run(&loop, UV_RUN_DEFAULT);
-        u.engine = task_engine_free(u.engine);
-        supervisor_free(u.sup);
-        api_sessions_free(u.sessions);
-        uv_loop_close(&loop);
-        tend_config_free(cfg);
-        return r;
+        return abandon_start(&u, &loop, cfg, r);
     }
     if (u.sup->phase >= PHASE_STOPPING) {
         /* SIGINT/SIGTERM while the store was recovered or sessions loaded:
@@ -493,14 +498,7 @@ static int run(int argc, char **argv) {
          * and start nothing. */
         uv_close((uv_handle_t *)&u.deferred, NULL);
         tell_parent(&u, '1');
-        uv_run(&loop, UV_RUN_DEFAULT);
-        int code = u.sup->exit_code;
-        u.engine = task_engine_free(u.engine);
-        u.sessions = api_sessions_free(u.sessions);
-        supervisor_free(u.sup);
-        uv_loop_close(&loop);
-        tend_config_free(cfg);
-        return code;
+        return abandon_start(&u, &loop, cfg, -1);
     }
     r = api_server_start(&u.api, &loop, cfg, u.sup, err, sizeof(err));
     if (r < 0) {
@@ -509,13 +507,7 @@ static int run(int argc, char **argv) {
         uv_close((uv_handle_t *)&u.deferred, NULL);
         tell_parent(&u, '1');
         supervisor_shutdown(u.sup, "API failed to start", EXIT_USAGE, 1000);
-        uv_run(&loop, UV_RUN_DEFAULT);
-        u.engine = task_engine_free(u.engine);
-        supervisor_free(u.sup);
-        api_sessions_free(u.sessions);
-        uv_loop_close(&loop);
-        tend_config_free(cfg);
-        return r == -EINVAL ? EXIT_USAGE : EXIT_RUNTIME; /* -EINVAL: the token file, api.listen */
+        return abandon_start(&u, &loop, cfg, r == -EINVAL ? EXIT_USAGE : EXIT_RUNTIME); /* -EINVAL: the token file, api.listen */
     }
     u.api_running = true;
     log_info(NULL, "tend %s starting %s (%zu services, state in %s, api %s, socket %s)", TEND_VERSION_STRING,
