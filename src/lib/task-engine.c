@@ -126,11 +126,28 @@ struct tq {
     uint32_t slot_n[RATE_SLOTS];
 };
 
-typedef struct intake {
-    struct intake *next;
-    size_t q;
-    store_task t;
-} intake;
+/*
+ * Tasks enqueued from any thread since the loop last drained: one array of
+ * records (the INSERT's own input, no per-task allocation) and one text
+ * buffer holding their payloads, keys and tags.  Until the loop drains
+ * the buffer, text[] may move (it grows by realloc), so the records'
+ * string fields are left NULL and off[] holds each string's offset + 1
+ * (0: none); drain_intake() sets the pointers.  The INSERTs made from one
+ * buffer share it (refs) and the last to complete frees it.
+ */
+typedef struct intake_text {
+    size_t payload, key, tags;
+} intake_text;
+
+typedef struct intake_buf {
+    store_task *tasks;
+    size_t *qidx;
+    intake_text *off;
+    size_t n, cap;
+    char *text;
+    size_t text_len, text_cap;
+    size_t refs;            /* loop thread, once drained */
+} intake_buf;
 
 typedef struct upd upd;
 
@@ -162,8 +179,7 @@ struct task_engine {
     upd *retry_head;
     /* Intake from any thread. */
     pthread_mutex_t intake_lock;
-    intake *intake_head, *intake_tail;
-    size_t intake_n;
+    intake_buf *intake;     /* NULL until a task is enqueued */
     bool intake_closed;
     uv_async_t intake_async;
     uint64_t intake_failed;
@@ -1497,6 +1513,7 @@ static void on_retention_timer(uv_timer_t *t) {
 typedef struct intake_op {
     store_op op;
     task_engine *e;
+    intake_buf *buf;        /* enqueued tasks: tasks and qidx point into it */
     store_task *tasks;
     size_t n;
     size_t *qidx;
@@ -1511,9 +1528,25 @@ static void submit_task_clear(store_task *t) {
     store_task_clear(t);
 }
 
+static void intake_buf_free(intake_buf *b) {
+    if (!b)
+        return;
+    free(b->tasks);
+    free(b->qidx);
+    free(b->off);
+    free(b->text);
+    free(b);
+}
+
 static void intake_op_free(intake_op *io) {
     if (!io)
         return;
+    if (io->buf) {
+        if (--io->buf->refs == 0)
+            intake_buf_free(io->buf);
+        free(io);
+        return;
+    }
     for (size_t i = 0; i < io->n; i++)
         submit_task_clear(&io->tasks[i]);
     free(io->tasks);
@@ -1619,38 +1652,97 @@ fail:
     return r;
 }
 
+/* Room for one more task of text bytes in b (intake lock held).  0 or
+ * -ENOMEM. */
+static int intake_reserve(intake_buf *b, size_t text) {
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 256;
+        store_task *t = realloc(b->tasks, cap * sizeof(*t));
+        if (t)
+            b->tasks = t;
+        size_t *qi = t ? realloc(b->qidx, cap * sizeof(*qi)) : NULL;
+        if (qi)
+            b->qidx = qi;
+        intake_text *o = qi ? realloc(b->off, cap * sizeof(*o)) : NULL;
+        if (!o)
+            return -ENOMEM;
+        b->off = o;
+        b->cap = cap;
+    }
+    if (text > b->text_cap - b->text_len) {
+        size_t cap = b->text_cap ? b->text_cap : 4096;
+        while (text > cap - b->text_len)
+            cap *= 2;
+        char *x = realloc(b->text, cap);
+        if (!x)
+            return -ENOMEM;
+        b->text = x;
+        b->text_cap = cap;
+    }
+    return 0;
+}
+
+/* Appends len bytes and a NUL to b's text; returns the offset + 1. */
+static size_t intake_put(intake_buf *b, const char *s, size_t len) {
+    size_t off = b->text_len;
+    memcpy(b->text + off, s, len);
+    b->text[off + len] = 0;
+    b->text_len += len + 1;
+    return off + 1;
+}
+
 int task_engine_enqueue(task_engine *e, const char *queue, const task_submit *sub, char ret_id[STORE_ID_SIZE]) {
     tq *q = find_queue(e, queue);
     if (!q)
         return -ENOENT;
-    intake *in = malloc(sizeof(*in));
-    if (!in)
-        return -ENOMEM;
-    int r = fill_task(e, q, sub, &in->t, now_wall_ms());
-    if (r < 0) {
-        free(in);
-        return r;
-    }
-    in->q = q->index;
-    in->next = NULL;
-    store_id_new(e->st, in->t.id);
-    if (ret_id)
-        memcpy(ret_id, in->t.id, STORE_ID_SIZE);
+    if (sub->priority < 0 || sub->priority >= STORE_PRIORITY_MAX || sub->max_attempts < 0 || sub->timeout_ms < 0 ||
+        sub->delay_ms < 0 || (sub->idempotency_key && !sub->idempotency_key[0]))
+        return -EINVAL;
+    if (sub->payload_len > e->spec->max_payload)
+        return -E2BIG;
+    /* The store's limits, checked here: one bad task would fail the whole
+     * INSERT it shares with the others. */
+    size_t klen = sub->idempotency_key ? strnlen(sub->idempotency_key, STORE_KEY_MAX + 1) : 0;
+    size_t glen = sub->tags ? strnlen(sub->tags, STORE_TAGS_MAX + 1) : 0;
+    if (klen > STORE_KEY_MAX || glen > STORE_TAGS_MAX)
+        return -E2BIG;
+    const char *payload = sub->payload ? sub->payload : "null";
+    size_t plen = sub->payload ? sub->payload_len : 4;
+    size_t text = plen + 1 + (sub->idempotency_key ? klen + 1 : 0) + (sub->tags ? glen + 1 : 0);
+    int64_t now = now_wall_ms();
+    store_task t = {0};
+    store_id_new(e->st, t.id);
+    t.priority = (store_priority)sub->priority;
+    t.max_attempts = sub->max_attempts > 0 ? sub->max_attempts : MAX(q->spec->max_attempts, 1);
+    t.timeout_ms = sub->timeout_ms > 0 ? sub->timeout_ms : q->spec->timeout_ms;
+    t.created_at = now;
+    t.run_at = sub->run_at > 0 ? sub->run_at : sub->delay_ms > 0 ? now + sub->delay_ms : 0;
+    t.state = t.run_at > now ? STORE_TASK_SCHEDULED : STORE_TASK_PENDING;
+    if (t.run_at <= now)
+        t.run_at = 0;
+    t.payload_len = plen;
+    bool wake = false;
+    int r;
     pthread_mutex_lock(&e->intake_lock);
-    if (e->intake_closed) {
-        pthread_mutex_unlock(&e->intake_lock);
-        submit_task_clear(&in->t);
-        free(in);
-        return -ESHUTDOWN;
+    intake_buf *b = e->intake;
+    if (e->intake_closed)
+        r = -ESHUTDOWN;
+    else if (!b && !(b = e->intake = calloc(1, sizeof(*b))))
+        r = -ENOMEM;
+    else if ((r = intake_reserve(b, text)) == 0) {
+        size_t i = b->n++;
+        b->tasks[i] = t;
+        b->qidx[i] = q->index;
+        b->off[i].payload = intake_put(b, payload, plen);
+        b->off[i].key = sub->idempotency_key ? intake_put(b, sub->idempotency_key, klen) : 0;
+        b->off[i].tags = sub->tags ? intake_put(b, sub->tags, glen) : 0;
+        wake = b->n == 1;
     }
-    bool wake = e->intake_head == NULL;
-    if (e->intake_tail)
-        e->intake_tail->next = in;
-    else
-        e->intake_head = in;
-    e->intake_tail = in;
-    e->intake_n++;
     pthread_mutex_unlock(&e->intake_lock);
+    if (r < 0)
+        return r;
+    if (ret_id)
+        memcpy(ret_id, t.id, STORE_ID_SIZE);
     if (wake)
         uv_async_send(&e->intake_async);
     return 0;
@@ -1658,50 +1750,45 @@ int task_engine_enqueue(task_engine *e, const char *queue, const task_submit *su
 
 static void drain_intake(task_engine *e) {
     pthread_mutex_lock(&e->intake_lock);
-    intake *list = e->intake_head;
-    size_t n = e->intake_n;
-    e->intake_head = e->intake_tail = NULL;
-    e->intake_n = 0;
+    intake_buf *b = e->intake;
+    e->intake = NULL;
     pthread_mutex_unlock(&e->intake_lock);
-    while (list) {
-        size_t m = MIN(n, (size_t)INTAKE_BATCH);
+    if (!b || b->n == 0) {
+        intake_buf_free(b);
+        return;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        store_task *t = &b->tasks[i];
+        t->queue = (char *)e->qs[b->qidx[i]].spec->name;
+        t->payload = b->text + b->off[i].payload - 1;
+        t->idempotency_key = b->off[i].key ? b->text + b->off[i].key - 1 : NULL;
+        t->tags = b->off[i].tags ? b->text + b->off[i].tags - 1 : NULL;
+    }
+    /* Bounded INSERTs, sharing the buffer; callbacks never run inside
+     * store_submit, so refs cannot reach 0 in this loop. */
+    b->refs = (b->n + INTAKE_BATCH - 1) / INTAKE_BATCH;
+    for (size_t at = 0; at < b->n; at += INTAKE_BATCH) {
+        size_t m = MIN(b->n - at, (size_t)INTAKE_BATCH);
         intake_op *io = calloc(1, sizeof(*io));
-        store_task *tasks = io ? calloc(m, sizeof(*tasks)) : NULL;
-        size_t *qidx = io ? calloc(m, sizeof(*qidx)) : NULL;
-        if (!io || !tasks || !qidx) {
-            free(io);
-            free(tasks);
-            free(qidx);
-            e->intake_failed += n;
-            while (list) {
-                intake *x = list;
-                list = x->next;
-                submit_task_clear(&x->t);
-                free(x);
-            }
-            elog(e, LOG_ERR, NULL, "out of memory: %zu submitted tasks dropped", n);
-            return;
+        int r = -ENOMEM;
+        if (io) {
+            io->e = e;
+            io->buf = b;
+            io->tasks = b->tasks + at;
+            io->n = m;
+            io->qidx = b->qidx + at;
+            io->op = (store_op){.kind = STORE_OP_INSERT, .done = on_insert, .userdata = io};
+            io->op.insert.tasks = io->tasks;
+            io->op.insert.n = m;
+            r = submit_op(e, &io->op);
         }
-        for (size_t i = 0; i < m; i++) {
-            intake *x = list;
-            list = x->next;
-            tasks[i] = x->t;
-            qidx[i] = x->q;
-            free(x);
-        }
-        n -= m;
-        io->e = e;
-        io->tasks = tasks;
-        io->n = m;
-        io->qidx = qidx;
-        io->op = (store_op){.kind = STORE_OP_INSERT, .done = on_insert, .userdata = io};
-        io->op.insert.tasks = tasks;
-        io->op.insert.n = m;
-        int r = submit_op(e, &io->op);
         if (r < 0) {
             e->intake_failed += m;
             elog(e, LOG_ERR, NULL, "%zu submitted tasks were not stored: %s", m, strerror(-r));
-            intake_op_free(io);
+            if (io)
+                intake_op_free(io);
+            else if (--b->refs == 0)
+                intake_buf_free(b);
         }
     }
 }
@@ -2533,7 +2620,7 @@ static void check_drained(task_engine *e) {
     bool runs = e->running > 0;
     for (size_t i = 0; i < e->n_qs && !runs; i++)
         runs = e->qs[i].running > 0 || e->qs[i].claim_in_flight || e->qs[i].fetch_in_flight;
-    if (runs || e->ops_in_flight > 0 || e->retry_head || e->intake_head)
+    if (runs || e->ops_in_flight > 0 || e->retry_head || (e->intake && e->intake->n))
         return;
     /* Waiter timers still closing count as handles_open beyond ours. */
     e->drained = true;
@@ -2610,12 +2697,8 @@ task_engine *task_engine_free(task_engine *e) {
         upd_free(u);
     }
     pthread_mutex_lock(&e->intake_lock);
-    while (e->intake_head) {
-        intake *x = e->intake_head;
-        e->intake_head = x->next;
-        submit_task_clear(&x->t);
-        free(x);
-    }
+    intake_buf_free(e->intake);
+    e->intake = NULL;
     pthread_mutex_unlock(&e->intake_lock);
     pthread_mutex_destroy(&e->intake_lock);
     free(e->heap);

@@ -655,6 +655,63 @@ static void test_enqueue_threads(void **state) {
     fx_free(f);
 }
 
+/* What task_engine_enqueue() stores: payload, key, tags, priority and
+ * delay as given (the intake packs them into one buffer per drain); the
+ * store's limits are checked up front; a repeated key stores one task. */
+static void test_enqueue_fields(void **state) {
+    fx *f = fx_new(TEND_HANDLER_FUNC, NULL);
+    task_engine_pause(f->e, "q", true);
+    char a[STORE_ID_SIZE], b[STORE_ID_SIZE], c[STORE_ID_SIZE], d[STORE_ID_SIZE];
+    task_submit s1 = {.payload = "{\"n\":1}", .payload_len = 7, .priority = STORE_PRIORITY_HIGH,
+                      .idempotency_key = "key-1", .tags = "[\"x\"]", .max_attempts = 7};
+    task_submit s2 = {.payload = NULL, .priority = STORE_PRIORITY_LOW, .delay_ms = 60000};
+    assert_int_equal(task_engine_enqueue(f->e, "q", &s1, a), 0);
+    assert_int_equal(task_engine_enqueue(f->e, "q", &s2, b), 0);
+    assert_int_equal(task_engine_enqueue(f->e, "q", &s1, c), 0); /* same key */
+    char longkey[STORE_KEY_MAX + 2];
+    memset(longkey, 'k', sizeof(longkey) - 1);
+    longkey[sizeof(longkey) - 1] = 0;
+    task_submit bad = {.payload = "1", .payload_len = 1, .priority = STORE_PRIORITY_NORMAL, .idempotency_key = longkey};
+    assert_int_equal(task_engine_enqueue(f->e, "q", &bad, d), -E2BIG);
+    bad.idempotency_key = "";
+    assert_int_equal(task_engine_enqueue(f->e, "q", &bad, d), -EINVAL);
+    bad.idempotency_key = NULL;
+    bad.priority = STORE_PRIORITY_MAX;
+    assert_int_equal(task_engine_enqueue(f->e, "q", &bad, d), -EINVAL);
+    assert_int_equal(task_engine_enqueue(f->e, "nope", &s2, d), -ENOENT);
+    run_for(f, 50);
+    got g = {0};
+    assert_int_equal(task_engine_get(f->e, a, on_got, &g), 0);
+    assert_true(run_until(f, &g.done, 5000));
+    assert_int_equal(g.result, 0);
+    assert_string_equal(g.t.payload, "{\"n\":1}");
+    assert_int_equal(g.t.payload_len, 7);
+    assert_string_equal(g.t.idempotency_key, "key-1");
+    assert_string_equal(g.t.tags, "[\"x\"]");
+    assert_string_equal(g.t.queue, "q");
+    assert_int_equal(g.t.priority, STORE_PRIORITY_HIGH);
+    assert_int_equal(g.t.max_attempts, 7);
+    assert_int_equal(g.t.state, STORE_TASK_PENDING);
+    store_task_clear(&g.t);
+    g = (got){0};
+    assert_int_equal(task_engine_get(f->e, b, on_got, &g), 0);
+    assert_true(run_until(f, &g.done, 5000));
+    assert_int_equal(g.result, 0);
+    assert_string_equal(g.t.payload, "null");
+    assert_null(g.t.idempotency_key);
+    assert_null(g.t.tags);
+    assert_int_equal(g.t.priority, STORE_PRIORITY_LOW);
+    assert_int_equal(g.t.state, STORE_TASK_SCHEDULED);
+    assert_true(g.t.run_at >= g.t.created_at + 60000);
+    store_task_clear(&g.t);
+    /* The repeated key was not stored a second time. */
+    g = (got){0};
+    assert_int_equal(task_engine_get(f->e, c, on_got, &g), 0);
+    assert_true(run_until(f, &g.done, 5000));
+    assert_int_equal(g.result, -ENOENT);
+    fx_free(f);
+}
+
 static void wide(fx *f) {
     f->q.concurrency = 64; /* >= tasks.workers: the windowed path over memory */
     f->spec.workers = 2;
@@ -893,7 +950,7 @@ static const struct CMUnitTest tests[] = {
     BOTH(test_priority_fifo), BOTH(test_concurrency_limit), BOTH(test_delay),     BOTH(test_timeout),
     BOTH(test_retry_backoff), BOTH(test_dead_letters),      BOTH(test_breaker),   BOTH(test_rate_limit),
     BOTH(test_pause_resume),  BOTH(test_cancel),            BOTH(test_retry_action), BOTH(test_dry_run),
-    BOTH(test_batch),         BOTH(test_idempotency),       BOTH(test_enqueue_threads), BOTH(test_exec),
+    BOTH(test_batch),         BOTH(test_idempotency),       BOTH(test_enqueue_threads), BOTH(test_enqueue_fields), BOTH(test_exec),
     BOTH(test_pull),          BOTH(test_pull_async),  BOTH(test_shutdown_requeue),  BOTH(test_crash_recovery), BOTH(test_window),
 };
 
