@@ -171,6 +171,11 @@ typedef struct mem {
     tnode *all;
     mqueue *queues;
     char max_id[STORE_ID_SIZE]; /* the highest id ever inserted, "" at first */
+    /* Per finished state, at most the least finished_at of its tasks (a
+     * lower bound: lowered by attach(), made exact again by a complete
+     * RETENTION walk), so that a RETENTION with nothing old enough to
+     * delete answers without walking every task. */
+    int64_t min_finished[STORE_TASK_STATE_MAX];
     uint64_t rng;
     /* Sessions (STORE_OP_SESSION_*): a chained hash by key. */
     struct msess **sess;
@@ -340,8 +345,14 @@ static void detach(mtask *t) {
     }
 }
 
+static bool is_finished_state(store_task_state s) {
+    return s == STORE_TASK_SUCCEEDED || s == STORE_TASK_DEAD || s == STORE_TASK_CANCELLED;
+}
+
 static void attach(mem *m, mtask *t) {
     t->q->n[t->t.state][t->t.priority]++;
+    if (is_finished_state(t->t.state) && t->t.finished_at < m->min_finished[t->t.state])
+        m->min_finished[t->t.state] = t->t.finished_at;
     if (is_ready_state(t->t.state)) {
         t->ready.prio = rnd(m);
         treap_insert(&t->q->ready, &t->ready, cmp_ready);
@@ -747,6 +758,7 @@ typedef struct pick_walk {
     bool (*pick)(const mtask *t, const store_op *op);
     const store_op *op;
     size_t max;
+    int64_t *min_finished; /* not NULL: the least finished_at of the tasks not picked */
     mtask **out;
     size_t n, cap;
     bool nomem;
@@ -755,8 +767,12 @@ typedef struct pick_walk {
 static bool pick_visit(tnode *n, void *ctx) {
     pick_walk *w = ctx;
     mtask *t = CONTAINER(n, mtask, by_id);
-    if (!w->pick(t, w->op))
+    if (!w->pick(t, w->op)) {
+        if (w->min_finished && is_finished_state(t->t.state) &&
+            t->t.finished_at < w->min_finished[t->t.state])
+            w->min_finished[t->t.state] = t->t.finished_at;
         return true;
+    }
     if (w->n == w->cap) {
         size_t cap = w->cap ? w->cap * 2 : 64;
         mtask **nv = realloc(w->out, cap * sizeof(*nv));
@@ -870,10 +886,27 @@ static bool pick_expired(const mtask *t, const store_op *op) {
 }
 
 static int op_retention(mem *m, store_op *op) {
-    pick_walk w = {.pick = pick_expired, .op = op, .max = op->retention.max_rows};
+    const int64_t before[STORE_TASK_STATE_MAX] = {
+        [STORE_TASK_SUCCEEDED] = op->retention.succeeded_before,
+        [STORE_TASK_DEAD] = op->retention.dead_before,
+        [STORE_TASK_CANCELLED] = op->retention.cancelled_before,
+    };
+    bool any = false;
+    for (int st = 0; st < STORE_TASK_STATE_MAX; st++)
+        any = any || (before[st] > 0 && m->min_finished[st] < before[st]);
+    if (!any)
+        return 0; /* nothing finished early enough: no walk */
+    int64_t mins[STORE_TASK_STATE_MAX];
+    for (int st = 0; st < STORE_TASK_STATE_MAX; st++)
+        mins[st] = INT64_MAX;
+    pick_walk w = {.pick = pick_expired, .op = op, .max = op->retention.max_rows, .min_finished = mins};
     int r = pick_all(m, &w);
     if (r < 0)
         return r;
+    /* A walk that saw every task knows the least finished_at of those
+     * that stay. */
+    if (!w.max || w.n < w.max)
+        memcpy(m->min_finished, mins, sizeof(mins));
     for (size_t i = 0; i < w.n; i++)
         remove_task(m, w.out[i]);
     free(w.out);
@@ -1086,6 +1119,8 @@ static int mem_open(store *s, const store_config *cfg, void **ret_data, char **r
         free(m);
         return -ENOMEM;
     }
+    for (int st = 0; st < STORE_TASK_STATE_MAX; st++)
+        m->min_finished[st] = INT64_MAX;
     m->rng = (uint64_t)(uintptr_t)m ^ 0x9E3779B97F4A7C15ull;
     if (!m->rng)
         m->rng = 1;

@@ -744,6 +744,18 @@ static void test_retention(void **state) {
     assert_int_equal(queue_count(f, "q", STORE_TASK_SUCCEEDED, -1), 1);
     assert_int_equal(queue_count(f, "q", STORE_TASK_DEAD, -1), 1);
     assert_int_equal(queue_count(f, "q", STORE_TASK_CANCELLED, -1), 0);
+    /* The memory store skips walks when nothing finished early enough:
+     * a task finishing after a complete walk, earlier than every task
+     * left, must still be found; later cutoffs still delete. */
+    op.retention = (typeof(op.retention)){.succeeded_before = 500, .dead_before = 500};
+    assert_int_equal(run_op(f, &op), 0);
+    assert_int_equal(set_state(f, t[6].id, STORE_TASK_SUCCEEDED, 1, 50), 0);
+    assert_int_equal(run_op(f, &op), 1);
+    assert_null(get(f, t[6].id));
+    op.retention = (typeof(op.retention)){.succeeded_before = 901};
+    assert_int_equal(run_op(f, &op), 1);
+    assert_null(get(f, t[2].id));
+    assert_int_equal(queue_count(f, "q", STORE_TASK_DEAD, -1), 1);
 }
 
 /* ---- Recovery ---------------------------------------------------------- */
