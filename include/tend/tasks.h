@@ -183,8 +183,11 @@ TEND_EXPORT int tend_tasks_list_dead(tend_tasks *t, const char *queue, size_t ma
  * Returns how many; errors as list_dead. */
 TEND_EXPORT int tend_tasks_requeue_dead(tend_tasks *t, const char *queue);
 TEND_EXPORT int tend_tasks_purge_dead(tend_tasks *t, const char *queue);
-/* Pauses (no new dispatch; running tasks go on) or resumes a queue.
- * 0; -ENOENT; -EINVAL; -EAGAIN; -ESHUTDOWN. */
+/* Pauses (no new dispatch; running tasks go on) or resumes a queue.  It
+ * takes effect at once; the call returns once it is also recorded in the
+ * store, so with a state_dir a paused queue stays paused across a restart.
+ * 0; -ENOENT; -EINVAL; -EAGAIN; -ESHUTDOWN; -EDEADLK on the runtime's
+ * thread; a store error (-EIO, -ENOSPC...): in effect now, but not saved. */
 TEND_EXPORT int tend_tasks_pause(tend_tasks *t, const char *queue, bool paused);
 
 typedef enum tend_breaker_state {

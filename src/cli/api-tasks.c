@@ -682,15 +682,40 @@ static void get_queue(api_request *req) {
     api_reply_json(req, 200, queue_json(&in));
 }
 
+/* The pause (or resume) took effect at once; this is its write. */
+static void on_pause_saved(void *data, int result) {
+    pend *p = data;
+    int i = task_engine_queue_index(p->engine, p->what);
+    if (result < 0 || i < 0) {
+        char msg[320];
+        snprintf(msg, sizeof(msg), "queue %s: done, but it could not be saved (%s): a restart would not keep it",
+                 p->what, strerror(result < 0 ? -result : ENOENT));
+        pend_answer(p, 503, json_pack("{s:{s:s, s:o}}", "error", "code", "store_unavailable", "message", api_json_text(msg)),
+                    0);
+        return;
+    }
+    task_queue_info in;
+    task_engine_queue_info(p->engine, (size_t)i, &in);
+    pend_answer(p, 200, queue_json(&in), 0);
+}
+
+/* Answered once the queue's new state is durable: a paused queue stays
+ * paused across a restart of tend. */
 static void pause_or_resume(api_request *req, bool pause) {
     task_engine *e;
-    int i = queue_of(req, &e);
-    if (i < 0)
+    if (queue_of(req, &e) < 0)
         return;
-    task_engine_pause(e, req->params[0], pause);
-    task_queue_info in;
-    task_engine_queue_info(e, (size_t)i, &in);
-    api_reply_json(req, 200, queue_json(&in));
+    pend *p = pend_new(req, req->params[0]);
+    if (!p) {
+        api_error(req, 503, "out_of_memory", "out of memory");
+        return;
+    }
+    int r = task_engine_pause(e, req->params[0], pause, on_pause_saved, p);
+    if (r < 0 && r != -ENOENT) {
+        on_pause_saved(p, r); /* in effect, not saved: say so */
+        r = 0;
+    }
+    pend_park(req, p, r);
 }
 
 static void pause_queue(api_request *req) { pause_or_resume(req, true); }

@@ -240,20 +240,26 @@ static int tasks_start(up_ctx *u, uv_loop_t *loop, const tend_config *cfg) {
     while (!w.done)
         uv_run(loop, UV_RUN_ONCE);
     if (w.result < 0) {
+        store_op_clear(&op);
         cli_error("tasks: recovering the tasks left running failed: %s", strerror(-w.result));
         return EXIT_RUNTIME;
     }
     /* A signal while recovering: shutdown began (and may have closed the
      * store); start nothing, the caller unwinds. */
-    if (u->sup->phase >= PHASE_STOPPING || !u->store)
+    if (u->sup->phase >= PHASE_STOPPING || !u->store) {
+        store_op_clear(&op);
         return 0;
+    }
     if (op.recover.ret_requeued || op.recover.ret_dead)
         log_warn(NULL, "tasks: %zu tasks left running by the last run requeued, %zu on their last attempt now dead",
                     op.recover.ret_requeued, op.recover.ret_dead);
     task_engine_config ec = {.loop = loop, .store = u->store, .spec = &cfg->tasks, .reaper = &u->sup->reaper, .guard = &u->sup->guard,
-                             .cwd = cfg->dir, .cb = {.data = u, .log = on_task_log, .state_changed = on_task_state}};
+                             .cwd = cfg->dir, .cb = {.data = u, .log = on_task_log, .state_changed = on_task_state},
+                             .paused = op.recover.ret_paused, .n_paused = op.recover.ret_n_paused};
     char err[512] = "";
-    if ((r = task_engine_new(&ec, &u->engine, err, sizeof(err))) < 0 || (r = task_engine_start(u->engine)) < 0) {
+    r = task_engine_new(&ec, &u->engine, err, sizeof(err));
+    store_op_clear(&op);
+    if (r < 0 || (r = task_engine_start(u->engine)) < 0) {
         cli_error("tasks: %s", err[0] ? err : strerror(-r));
         return EXIT_RUNTIME;
     }

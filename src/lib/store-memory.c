@@ -180,6 +180,9 @@ typedef struct mem {
     /* Sessions (STORE_OP_SESSION_*): a chained hash by key. */
     struct msess **sess;
     size_t nsess_buckets, nsess;
+    /* QUEUE_PAUSE: the names of the paused queues, sorted. */
+    char **paused;
+    size_t n_paused;
 } mem;
 
 #define CONTAINER(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
@@ -800,11 +803,78 @@ static bool pick_running(const mtask *t, const store_op *op) {
     return t->t.state == STORE_TASK_RUNNING;
 }
 
+/* Where name is in m->paused, or where it would go. */
+static size_t paused_slot(const mem *m, const char *name, bool *ret_found) {
+    size_t lo = 0, hi = m->n_paused;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(m->paused[mid], name);
+        if (c == 0) {
+            *ret_found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *ret_found = false;
+    return lo;
+}
+
+static int op_queue_pause(mem *m, store_op *op) {
+    bool found;
+    size_t i = paused_slot(m, op->queue_pause.queue, &found);
+    if (op->queue_pause.paused == found)
+        return 0;
+    if (found) {
+        free(m->paused[i]);
+        memmove(&m->paused[i], &m->paused[i + 1], (m->n_paused - i - 1) * sizeof(*m->paused));
+        m->n_paused--;
+        return 0;
+    }
+    char *name = strdup(op->queue_pause.queue);
+    char **v = name ? realloc(m->paused, (m->n_paused + 1) * sizeof(*v)) : NULL;
+    if (!v) {
+        free(name);
+        return -ENOMEM;
+    }
+    m->paused = v;
+    memmove(&v[i + 1], &v[i], (m->n_paused - i) * sizeof(*v));
+    v[i] = name;
+    m->n_paused++;
+    return 0;
+}
+
+/* RECOVER's copy of the paused queues' names. */
+static int copy_paused(const mem *m, store_op *op) {
+    if (m->n_paused == 0)
+        return 0;
+    char **v = calloc(m->n_paused, sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    for (size_t i = 0; i < m->n_paused; i++) {
+        v[i] = strdup(m->paused[i]);
+        if (!v[i]) {
+            store_names_free(v, i);
+            return -ENOMEM;
+        }
+    }
+    op->recover.ret_paused = v;
+    op->recover.ret_n_paused = m->n_paused;
+    return 0;
+}
+
 static int op_recover(mem *m, store_op *op) {
     pick_walk w = {.pick = pick_running, .op = op};
     int r = pick_all(m, &w);
     if (r < 0)
         return r;
+    r = copy_paused(m, op);
+    if (r < 0) {
+        free(w.out);
+        return r;
+    }
     /* Allocate every message first so that the op is all or nothing. */
     char **msgs = w.n ? calloc(w.n, sizeof(*msgs)) : NULL;
     for (size_t i = 0; msgs && i < w.n; i++) {
@@ -825,6 +895,8 @@ static int op_recover(mem *m, store_op *op) {
     }
     if (w.n && !msgs) {
         free(w.out);
+        op->recover.ret_paused = store_names_free(op->recover.ret_paused, op->recover.ret_n_paused);
+        op->recover.ret_n_paused = 0;
         return -ENOMEM;
     }
     for (size_t i = 0; i < w.n; i++) {
@@ -1077,6 +1149,8 @@ static int exec_op(mem *m, store_op *op) {
         return op_session_sweep(m, op);
     case STORE_OP_SESSION_LOAD:
         return op_session_load(m, op);
+    case STORE_OP_QUEUE_PAUSE:
+        return op_queue_pause(m, op);
     default:
         return -EINVAL;
     }
@@ -1165,6 +1239,7 @@ static void mem_free(void *data) {
             msess_free(e);
         }
     free(m->sess);
+    store_names_free(m->paused, m->n_paused);
     free(m->by_id);
     free(m->by_key);
     free(m);

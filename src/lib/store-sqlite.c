@@ -327,6 +327,11 @@ static const char *const migrations[] = {
     "  ttl_ms INTEGER NOT NULL,"
     "  value TEXT NOT NULL);"
     "CREATE INDEX sessions_expires ON sessions(expires_at);",
+    /* 3: what an operator set on a queue that must outlive a restart
+     * (tend queue pause).  A row per paused queue; resume deletes it. */
+    "CREATE TABLE queue_state ("
+    "  queue TEXT PRIMARY KEY NOT NULL,"
+    "  paused INTEGER NOT NULL) WITHOUT ROWID;",
 };
 #define SCHEMA_VERSION ((int)ELEMENTSOF(migrations))
 
@@ -365,6 +370,9 @@ enum {
     ST_RETAIN_SUCCEEDED,
     ST_RETAIN_DEAD,
     ST_RETAIN_CANCELLED,
+    ST_QUEUE_PAUSE,
+    ST_QUEUE_RESUME,
+    ST_QUEUES_PAUSED,
     ST_MAX,
 };
 
@@ -410,6 +418,10 @@ static const char *const statements[ST_MAX] = {
                            " version = version + 1 WHERE state = 2",
     [ST_PURGE_DEAD] =
         "DELETE FROM tasks INDEXED BY tasks_queue_state WHERE queue = ?1 AND state = 4",
+    [ST_QUEUE_PAUSE] = "INSERT INTO queue_state (queue, paused) VALUES (?1, 1)"
+                       " ON CONFLICT (queue) DO UPDATE SET paused = 1",
+    [ST_QUEUE_RESUME] = "DELETE FROM queue_state WHERE queue = ?1",
+    [ST_QUEUES_PAUSED] = "SELECT queue FROM queue_state WHERE paused != 0 ORDER BY queue",
     [ST_REQUEUE_DEAD] = "UPDATE tasks INDEXED BY tasks_queue_state"
                         " SET state = 0, attempts = 0, run_at = ?2, started_at = 0,"
                         " finished_at = 0, lease_until = 0, version = version + 1"
@@ -1094,6 +1106,40 @@ static int op_counts(sq *q, store_op *op) {
     return (int)n;
 }
 
+/* RECOVER's second half: the names of the paused queues. */
+static int read_paused(sq *q, store_op *op) {
+    sqlite3_stmt *st = q->st[ST_QUEUES_PAUSED];
+    char **v = NULL;
+    size_t n = 0, cap = 0;
+    int r = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            char **nv = realloc(v, ncap * sizeof(*v));
+            if (!nv) {
+                r = -ENOMEM;
+                break;
+            }
+            v = nv, cap = ncap;
+        }
+        r = dup_column(st, 0, &v[n], NULL);
+        if (r < 0)
+            break;
+        if (v[n])
+            n++;
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = fail(q, rc);
+    sqlite3_reset(st);
+    if (r < 0) {
+        store_names_free(v, n);
+        return r;
+    }
+    op->recover.ret_paused = v;
+    op->recover.ret_n_paused = n;
+    return 0;
+}
+
 static int op_recover(sq *q, store_op *op) {
     sqlite3_bind_int64(q->st[ST_RECOVER_DEAD], 1, op->recover.now);
     if (run(q, ST_RECOVER_DEAD) < 0)
@@ -1102,7 +1148,16 @@ static int op_recover(sq *q, store_op *op) {
     if (run(q, ST_RECOVER_PENDING) < 0)
         return q->fatal;
     op->recover.ret_requeued = (size_t)sqlite3_changes(q->db);
+    int r = read_paused(q, op);
+    if (r < 0)
+        return r;
     return (int)(op->recover.ret_dead + op->recover.ret_requeued);
+}
+
+static int op_queue_pause(sq *q, store_op *op) {
+    int id = op->queue_pause.paused ? ST_QUEUE_PAUSE : ST_QUEUE_RESUME;
+    sqlite3_bind_text(q->st[id], 1, op->queue_pause.queue, -1, SQLITE_STATIC);
+    return run(q, id);
 }
 
 static int op_dead(sq *q, store_op *op) {
@@ -1257,6 +1312,8 @@ static int exec_op(sq *q, store_op *op) {
         return op_session(q, op);
     case STORE_OP_SESSION_LOAD:
         return op_session_load(q, op);
+    case STORE_OP_QUEUE_PAUSE:
+        return op_queue_pause(q, op);
     default:
         return -EINVAL;
     }

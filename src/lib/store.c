@@ -135,6 +135,7 @@ static const char *const op_names[STORE_OP_KIND_MAX] = {
     [STORE_OP_SESSION_DELETE] = "session_delete",
     [STORE_OP_SESSION_SWEEP] = "session_sweep",
     [STORE_OP_SESSION_LOAD] = "session_load",
+    [STORE_OP_QUEUE_PAUSE] = "queue_pause",
 };
 
 const char *store_task_state_to_string(store_task_state s) {
@@ -338,6 +339,8 @@ void store_op_reset_outputs(store_op *op) {
         break;
     case STORE_OP_RECOVER:
         op->recover.ret_requeued = op->recover.ret_dead = 0;
+        op->recover.ret_paused = store_names_free(op->recover.ret_paused, op->recover.ret_n_paused);
+        op->recover.ret_n_paused = 0;
         break;
     case STORE_OP_PURGE_DEAD:
     case STORE_OP_REQUEUE_DEAD:
@@ -354,6 +357,15 @@ void store_op_reset_outputs(store_op *op) {
     default:
         break;
     }
+}
+
+char **store_names_free(char **v, size_t n) {
+    if (!v)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+    return NULL;
 }
 
 store_session *store_sessions_free(store_session *v, size_t n) {
@@ -506,6 +518,10 @@ static int validate(store *s, store_op *op) {
     case STORE_OP_SESSION_LOAD:
         if (op->session_load.now == 0)
             op->session_load.now = now;
+        break;
+    case STORE_OP_QUEUE_PAUSE:
+        if (!queue_ok(op->queue_pause.queue))
+            return -EINVAL;
         break;
     default:
         return -EINVAL;
@@ -697,6 +713,10 @@ int store_submit(store *s, store_op *op) {
         break;
     case STORE_OP_COUNTS:
         op->counts.ret_counts = NULL, op->counts.ret_n = 0;
+        break;
+    case STORE_OP_RECOVER:
+        op->recover.ret_requeued = op->recover.ret_dead = 0;
+        op->recover.ret_paused = NULL, op->recover.ret_n_paused = 0;
         break;
     default:
         store_op_reset_outputs(op);

@@ -181,6 +181,7 @@ typedef enum store_op_kind {
     STORE_OP_SESSION_DELETE, /* write */
     STORE_OP_SESSION_SWEEP,  /* write: delete the expired sessions */
     STORE_OP_SESSION_LOAD,   /* read: every unexpired session */
+    STORE_OP_QUEUE_PAUSE,    /* write: record that a queue is paused or not */
     STORE_OP_KIND_MAX,
     STORE_OP_ANY = -1, /* store_inject_fault: any op */
 } store_op_kind;
@@ -223,6 +224,8 @@ typedef struct store_session {
 /* Frees an array of n sessions as returned by SESSION_LOAD; NULL-safe;
  * returns NULL. */
 store_session *store_sessions_free(store_session *v, size_t n);
+/* Frees an array of n strings (RECOVER ret_paused); NULL-safe; returns NULL. */
+char **store_names_free(char **v, size_t n);
 
 typedef struct store_op store_op;
 
@@ -332,13 +335,24 @@ struct store_op {
          * RECOVER (once, at start, before dispatching): every running task
          * goes back to pending with its interrupted attempt counted and
          * last_error saying so, or to dead (finished_at = now) when that
-         * was its last attempt.  Result: ret_requeued + ret_dead.
+         * was its last attempt.  Result: ret_requeued + ret_dead.  It
+         * also reads back what the last run left of the queues: ret_paused
+         * names the queues a QUEUE_PAUSE recorded as paused, sorted
+         * (ret_n_paused of them; store_op_clear frees them).
          */
         struct {
             int64_t now;
             size_t ret_requeued;
             size_t ret_dead;
+            char **ret_paused;
+            size_t ret_n_paused;
         } recover;
+        /* QUEUE_PAUSE: remember that queue is paused (or is not), for the
+         * RECOVER of the next start.  Result 0. */
+        struct {
+            const char *queue;
+            bool paused;
+        } queue_pause;
         /* PURGE_DEAD: delete the dead tasks of queue.  REQUEUE_DEAD: they
          * become pending, attempts 0, run_at now.  Result: ret_count. */
         struct {

@@ -2222,7 +2222,26 @@ int task_engine_purge_dead(task_engine *e, const char *queue, task_count_done do
     return dead_action(e, queue, false, done, data);
 }
 
-int task_engine_pause(task_engine *e, const char *queue, bool paused) {
+typedef struct pause_op {
+    store_op op;
+    tq *q;
+    task_count_done done;
+    void *data;
+} pause_op;
+
+static void on_pause_saved(store_op *op, int result) {
+    pause_op *p = op->userdata;
+    task_engine *e = p->q->e;
+    op_finished(e);
+    if (result < 0)
+        elog(e, LOG_ERR, p->q, "%s, but that could not be saved (%s): a restart would not keep it",
+             p->op.queue_pause.paused ? "paused" : "resumed", strerror(-result));
+    if (p->done)
+        p->done(p->data, result < 0 ? result : 0);
+    free(p);
+}
+
+int task_engine_pause(task_engine *e, const char *queue, bool paused, task_count_done done, void *data) {
     tq *q = find_queue(e, queue);
     if (!q)
         return -ENOENT;
@@ -2234,7 +2253,24 @@ int task_engine_pause(task_engine *e, const char *queue, bool paused) {
         pump(q);
     else
         arm_queue_timer(q);
-    return 0;
+    /* Written even when nothing changed: the caller is told once the
+     * state it asked for is on disk. */
+    pause_op *p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    p->q = q;
+    p->done = done;
+    p->data = data;
+    p->op = (store_op){.kind = STORE_OP_QUEUE_PAUSE, .done = on_pause_saved, .userdata = p};
+    p->op.queue_pause.queue = q->spec->name;
+    p->op.queue_pause.paused = paused;
+    int r = e->closing ? -ESHUTDOWN : submit_op(e, &p->op);
+    if (r < 0) {
+        elog(e, LOG_ERR, q, "%s, but that could not be saved (%s): a restart would not keep it",
+             paused ? "paused" : "resumed", strerror(-r));
+        free(p);
+    }
+    return r;
 }
 
 /* ---- reserve ------------------------------------------------------------------------------ */
@@ -2491,6 +2527,13 @@ int task_engine_new(const task_engine_config *cfg, task_engine **ret, char *err,
         uv_timer_init(e->loop, &q->timer);
         q->timer.data = q;
         e->handles_open++;
+    }
+    for (size_t i = 0; i < cfg->n_paused; i++) {
+        tq *q = find_queue(e, cfg->paused[i]);
+        if (q && !q->paused) {
+            q->paused = true;
+            elog(e, LOG_INFO, q, "paused (as the last run left it; resume with tend queue resume %s)", q->spec->name);
+        }
     }
     uv_timer_init(e->loop, &e->heap_timer);
     e->heap_timer.data = e;

@@ -95,6 +95,10 @@ typedef struct task_engine_config {
                                   * it, so they die with tend even on SIGKILL */
     const char *cwd;             /* exec handlers' working directory; NULL: inherit */
     task_engine_callbacks cb;
+    /* The queues the store's RECOVER reported paused (ret_paused): they
+     * start paused.  Names of queues not in spec are ignored. */
+    char *const *paused;
+    size_t n_paused;
 } task_engine_config;
 
 /*
@@ -194,8 +198,16 @@ int task_engine_cancel(task_engine *e, const char *id, task_done done, void *dat
 int task_engine_retry(task_engine *e, const char *id, task_done done, void *data);
 int task_engine_requeue_dead(task_engine *e, const char *queue, task_count_done done, void *data);
 int task_engine_purge_dead(task_engine *e, const char *queue, task_count_done done, void *data);
-/* Synchronous; 0 or -ENOENT.  Pausing stops dispatching; running tasks go on. */
-int task_engine_pause(task_engine *e, const char *queue, bool paused);
+/*
+ * Pausing stops dispatching (running tasks go on); resuming starts it
+ * again.  Either takes effect at once, and is also written to the store so
+ * that the next start keeps it (RECOVER's ret_paused); done (may be NULL)
+ * gets 0 once that write is durable, or its error (the queue stays as
+ * asked in memory: a restart would then forget it).  Returns 0, -ENOENT
+ * or the error that kept the write from being submitted (the in-memory
+ * change is made all the same).
+ */
+int task_engine_pause(task_engine *e, const char *queue, bool paused, task_count_done done, void *data);
 
 /* ---- Pull queues --------------------------------------------------------- */
 

@@ -245,7 +245,6 @@ static void on_start_failed_closed(void *data) {
 
 static void on_recovered(store_op *op, int result) {
     tend_tasks *t = op->userdata;
-    store_op_clear(op);
     int r = result;
     if (r >= 0) {
         task_engine_config cfg = {
@@ -253,10 +252,13 @@ static void on_recovered(store_op *op, int result) {
             .store = t->store,
             .spec = &t->spec,
             .cb = {.data = t, .state_changed = on_engine_state},
+            .paused = op->recover.ret_paused,
+            .n_paused = op->recover.ret_n_paused,
         };
         r = task_engine_new(&cfg, &t->engine, t->err, sizeof(t->err));
         for (size_t i = 0; r >= 0 && i < t->spec.n_queues; i++)
             r = task_engine_set_func(t->engine, t->spec.queues[i].name, func_adapter, &t->fns[i]);
+        store_op_clear(op);
         if (r >= 0)
             r = task_engine_start(t->engine);
         if (r < 0 && t->engine) {
@@ -707,15 +709,25 @@ static int dead_action(tend_tasks *t, const char *queue, bool purge) {
 TEND_EXPORT int tend_tasks_requeue_dead(tend_tasks *t, const char *queue) { return dead_action(t, queue, false); }
 TEND_EXPORT int tend_tasks_purge_dead(tend_tasks *t, const char *queue) { return dead_action(t, queue, true); }
 
+/* Answered once the queue's new state is durable (it outlives a restart
+ * with a state_dir); the change itself is made at once. */
 static void call_pause(tend_loop *l, tend_call *c) {
     act_args *a = c->arg;
     int r = engine_ready(a->t);
-    c->result = r < 0 ? r : task_engine_pause(a->t->engine, a->arg, a->flag);
+    a->call = c;
+    if (r == 0)
+        r = task_engine_pause(a->t->engine, a->arg, a->flag, on_count_done, a);
+    if (r < 0)
+        c->result = r;
+    else
+        c->deferred = true;
 }
 
 TEND_EXPORT int tend_tasks_pause(tend_tasks *t, const char *queue, bool paused) {
     if (!t || !queue)
         return -EINVAL;
+    if (tend_loop_on_thread(t->rt->loop))
+        return -EDEADLK;
     act_args a = {.t = t, .arg = queue, .flag = paused};
     return tend_loop_call(t->rt->loop, call_pause, &a);
 }

@@ -203,6 +203,57 @@ def test_cancel_retry_pause_resume():
     assert t.stop() == 0
 
 
+def test_pause_survives_restart():
+    # An operator pauses a queue during an incident, then tend restarts (a
+    # deploy, a crash): the queue must stay paused until resumed.
+    t = task_tend('''
+        queues:
+          q: {handler: {exec: HANDLER}}
+          other: {handler: {exec: HANDLER}}
+        ''')
+    st, js, _ = api(t, "POST", "/api/v1/queues/q/pause")
+    assert st == 200 and js["paused"] is True, (st, js)
+    # Answered once durable: even kill -9 right after the answer keeps it.
+    t.kill9()
+    t.start()
+    wait_up(t)
+    assert queue_info(t, "q")["paused"] is True, "the pause was lost by a kill -9 and restart"
+    assert queue_info(t, "other")["paused"] is False
+    t.wait_log(r"paused \(as the last run left it", timeout=10, stream="any")
+    a = submit(t, "q", {"payload": {}})["id"]
+    b = submit(t, "other", {"payload": {}})["id"]
+    wait_task(t, b, "succeeded")
+    time.sleep(slow(0.3))
+    assert get_task(t, a)["state"] == "pending", "a queue paused before the restart ran a task"
+    # Resumed, it runs, and a graceful restart keeps it resumed.
+    st, js, _ = api(t, "POST", "/api/v1/queues/q/resume")
+    assert st == 200 and js["paused"] is False, (st, js)
+    wait_task(t, a, "succeeded")
+    assert t.stop() == 0
+    t.start()
+    wait_up(t)
+    assert queue_info(t, "q")["paused"] is False
+    c = submit(t, "q", {"payload": {}})["id"]
+    wait_task(t, c, "succeeded")
+    assert t.stop() == 0
+
+
+def test_pause_not_saved_is_503():
+    # The pause applies at once, but a write that fails is not hidden: 503,
+    # and the message says what a restart would do.
+    t = task_tend('''
+        queues:
+          q: {handler: {exec: HANDLER}}
+        ''', env={"TEND_STORE_FAULT": "queue_pause:EIO"})
+    st, js, _ = api(t, "POST", "/api/v1/queues/q/pause")
+    assert st == 503, (st, js)
+    assert "restart would not keep it" in error_of(js)["message"], js
+    assert queue_info(t, "q")["paused"] is True
+    st, js, _ = api(t, "POST", "/api/v1/queues/q/pause")
+    assert st == 200, (st, js)
+    assert t.stop() == 0
+
+
 def test_dead_letters_requeue_purge():
     t = task_tend('''
         queues:
@@ -326,5 +377,5 @@ def test_task_events():
 
 if __name__ == "__main__":
     run([test_submit_single_bulk_idempotency, test_validation_errors, test_paging_and_filters,
-         test_cancel_retry_pause_resume, test_dead_letters_requeue_purge, test_stats_and_metrics,
+         test_cancel_retry_pause_resume, test_pause_survives_restart, test_pause_not_saved_is_503, test_dead_letters_requeue_purge, test_stats_and_metrics,
          test_task_events])

@@ -1202,6 +1202,56 @@ static void test_close_flushes(void **state) {
     }
 }
 
+/* RECOVER's ret_paused, as a comma-separated list ("" when none). */
+static void paused_list(fx *f, char *buf, size_t len) {
+    store_op op = {.kind = STORE_OP_RECOVER};
+    assert_true(run_op(f, &op) >= 0);
+    buf[0] = 0;
+    for (size_t i = 0; i < op.recover.ret_n_paused; i++)
+        snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", i ? "," : "", op.recover.ret_paused[i]);
+    store_op_clear(&op);
+    assert_null(op.recover.ret_paused);
+}
+
+static int set_paused(fx *f, const char *queue, bool paused) {
+    store_op op = {.kind = STORE_OP_QUEUE_PAUSE, .queue_pause = {.queue = queue, .paused = paused}};
+    return run_op(f, &op);
+}
+
+static void test_queue_pause(void **state) {
+    fx *f = *state;
+    char buf[256];
+    paused_list(f, buf, sizeof(buf));
+    assert_string_equal(buf, "");
+    assert_int_equal(set_paused(f, "mail", true), 0);
+    assert_int_equal(set_paused(f, "bulk", true), 0);
+    assert_int_equal(set_paused(f, "mail", true), 0); /* again: no change */
+    assert_int_equal(set_paused(f, "zeta", false), 0); /* never paused: no change */
+    paused_list(f, buf, sizeof(buf));
+    assert_string_equal(buf, "bulk,mail"); /* sorted */
+    assert_int_equal(set_paused(f, "bulk", false), 0);
+    paused_list(f, buf, sizeof(buf));
+    assert_string_equal(buf, "mail");
+    /* Bad names are refused before the store sees them. */
+    store_op op = {.kind = STORE_OP_QUEUE_PAUSE, .queue_pause = {.queue = ""}};
+    assert_int_equal(store_submit(f->s, &op), -EINVAL);
+    op.queue_pause.queue = NULL;
+    assert_int_equal(store_submit(f->s, &op), -EINVAL);
+    if (f->kind == STORE_BACKEND_SQLITE) {
+        /* It is what the next start finds. */
+        close_store(f, f->s);
+        f->s = NULL;
+        assert_int_equal(open_store(f, f->dir, &f->s), 0);
+        paused_list(f, buf, sizeof(buf));
+        assert_string_equal(buf, "mail");
+    }
+    /* A failed write changes nothing. */
+    store_inject_fault(f->s, STORE_OP_QUEUE_PAUSE, -ENOSPC);
+    assert_int_equal(set_paused(f, "mail", false), -ENOSPC);
+    paused_list(f, buf, sizeof(buf));
+    assert_string_equal(buf, "mail");
+}
+
 /* ---- SQLite specifics -------------------------------------------------- */
 
 static void test_sqlite_schema(void **state) {
@@ -1284,6 +1334,7 @@ int main(void) {
         BOTH(test_fault_env),
         BOTH(test_group_commit),
         BOTH(test_close_flushes),
+        BOTH(test_queue_pause),
         SQLITE_ONLY(test_sqlite_schema),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -282,13 +282,13 @@ static void one_worker(fx *f) {
 
 static void test_priority_fifo(void **state) {
     fx *f = fx_new(TEND_HANDLER_FUNC, one_worker);
-    task_engine_pause(f->e, "q", true);
+    task_engine_pause(f->e, "q", true, NULL, NULL);
     int prios[] = {STORE_PRIORITY_LOW, STORE_PRIORITY_NORMAL, STORE_PRIORITY_CRITICAL, STORE_PRIORITY_NORMAL,
                    STORE_PRIORITY_BACKGROUND, STORE_PRIORITY_HIGH, STORE_PRIORITY_CRITICAL};
     char last[STORE_ID_SIZE];
     for (int i = 0; i < 7; i++)
         submit_one(f, i, prios[i], 0, last);
-    task_engine_pause(f->e, "q", false);
+    task_engine_pause(f->e, "q", false, NULL, NULL);
     assert_true(wait_state(f, last, STORE_TASK_SUCCEEDED, 5000));
     run_for(f, 100);
     int want[] = {2, 6, 5, 1, 3, 0, 4};
@@ -487,13 +487,13 @@ static void test_rate_limit(void **state) {
 
 static void test_pause_resume(void **state) {
     fx *f = fx_new(TEND_HANDLER_FUNC, NULL);
-    task_engine_pause(f->e, "q", true);
+    task_engine_pause(f->e, "q", true, NULL, NULL);
     char id[STORE_ID_SIZE];
     submit_one(f, 1, STORE_PRIORITY_NORMAL, 0, id);
     run_for(f, 150);
     assert_int_equal(H.calls, 0);
     assert_int_equal(state_of(f, id, NULL), STORE_TASK_PENDING);
-    task_engine_pause(f->e, "q", false);
+    task_engine_pause(f->e, "q", false, NULL, NULL);
     assert_true(wait_state(f, id, STORE_TASK_SUCCEEDED, 5000));
     fx_free(f);
 }
@@ -501,7 +501,7 @@ static void test_pause_resume(void **state) {
 static void test_cancel(void **state) {
     fx *f = fx_new(TEND_HANDLER_FUNC, NULL);
     /* Pending: never runs. */
-    task_engine_pause(f->e, "q", true);
+    task_engine_pause(f->e, "q", true, NULL, NULL);
     char id[STORE_ID_SIZE];
     submit_one(f, 1, STORE_PRIORITY_NORMAL, 0, id);
     got g = {0};
@@ -510,7 +510,7 @@ static void test_cancel(void **state) {
     assert_int_equal(g.result, 0);
     assert_int_equal(g.t.state, STORE_TASK_CANCELLED);
     store_task_clear(&g.t);
-    task_engine_pause(f->e, "q", false);
+    task_engine_pause(f->e, "q", false, NULL, NULL);
     run_for(f, 100);
     assert_int_equal(H.calls, 0);
     /* Cancelling again: finished, refused. */
@@ -582,7 +582,7 @@ static void batch3(fx *f) {
 static void test_batch(void **state) {
     fx *f = fx_new(TEND_HANDLER_FUNC, batch3);
     H.mode = M_BATCH_FAIL_SECOND;
-    task_engine_pause(f->e, "q", true);
+    task_engine_pause(f->e, "q", true, NULL, NULL);
     task_submit s[7];
     char p[7][4];
     for (int i = 0; i < 7; i++) {
@@ -592,7 +592,7 @@ static void test_batch(void **state) {
     sub_res r;
     submit(f, s, 7, &r);
     int64_t t0 = now_mono_ms();
-    task_engine_pause(f->e, "q", false);
+    task_engine_pause(f->e, "q", false, NULL, NULL);
     /* Two full batches at once, then the last one after max_wait. */
     for (int i = 0; i < 7; i++)
         if (i != 1 && i != 4)
@@ -616,7 +616,7 @@ static void test_batch(void **state) {
 
 static void test_idempotency(void **state) {
     fx *f = fx_new(TEND_HANDLER_FUNC, NULL);
-    task_engine_pause(f->e, "q", true);
+    task_engine_pause(f->e, "q", true, NULL, NULL);
     task_submit s = {.payload = "1", .payload_len = 1, .priority = STORE_PRIORITY_NORMAL, .idempotency_key = "k1"};
     sub_res a, b;
     submit(f, &s, 1, &a);
@@ -660,7 +660,7 @@ static void test_enqueue_threads(void **state) {
  * store's limits are checked up front; a repeated key stores one task. */
 static void test_enqueue_fields(void **state) {
     fx *f = fx_new(TEND_HANDLER_FUNC, NULL);
-    task_engine_pause(f->e, "q", true);
+    task_engine_pause(f->e, "q", true, NULL, NULL);
     char a[STORE_ID_SIZE], b[STORE_ID_SIZE], c[STORE_ID_SIZE], d[STORE_ID_SIZE];
     task_submit s1 = {.payload = "{\"n\":1}", .payload_len = 7, .priority = STORE_PRIORITY_HIGH,
                       .idempotency_key = "key-1", .tags = "[\"x\"]", .max_attempts = 7};
