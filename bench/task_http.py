@@ -52,8 +52,8 @@ def tend_config(port, cache_kib=None):
             "log: {format: json, level: warning}\nservices: {}\n"
             "tasks:\n  workers: 10\n  queues:\n"
             "    bulk: {handler: pull, timeout: 60s}\n"
-            "    e2e: {handler: pull, timeout: 60s}\n"
-            "    e2e_async: {handler: {pull: true, ack: async}, timeout: 60s}\n" % port)
+            "    e2e: {handler: pull, timeout: 60s, concurrency: 64}\n"
+            "    e2e_async: {handler: {pull: true, ack: async}, timeout: 60s, concurrency: 64}\n" % port)
 
 
 def start_tend(port):

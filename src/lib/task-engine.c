@@ -1078,8 +1078,14 @@ static void drop_held(tq *q, task_run *r) {
     run_free(r);
 }
 
+/* Pull queues honour `concurrency` as the leases out at once (handed to
+ * workers; held leases are not out yet).  A reserve beyond it waits for an
+ * ack, nack or expiry like one that finds nothing ready. */
+static size_t lease_limit(const tq *q) { return (size_t)MAX(q->spec->concurrency, 1); }
+static size_t leases_out(const tq *q) { return q->running - q->n_held; }
+
 static void serve_waiters(tq *q) {
-    while (q->waiters && q->held) {
+    while (q->waiters && q->held && leases_out(q) < lease_limit(q)) {
         task_run *r = q->held;
         unhold(q, r);
         give_lease(q, q->waiters, r);
@@ -1103,10 +1109,8 @@ static void start_lease(tq *q, task_run *r) {
         handler_done(r, &res);
         return;
     }
-    if (q->waiters)
-        give_lease(q, q->waiters, r);
-    else
-        hold_lease(q, r);
+    hold_lease(q, r);
+    serve_waiters(q);
 }
 
 /* ---- claiming ------------------------------------------------------------------------- */
@@ -1320,10 +1324,17 @@ static size_t free_slots(tq *q) {
          * active (a reserve within the last second) and the window runs
          * low, so the next reserves find a lease ready. */
         bool active = now_mono_ms() - q->last_reserve_ms < 1000;
-        size_t pmax = q->spec->ack_async ? PULL_PREFETCH_MAX_ASYNC : PULL_PREFETCH_MAX;
-        if (q->n_waiters <= q->n_held && !(active && q->n_held < pmax / 4))
+        /* Only waiters a free lease slot could serve count (with every
+         * slot out, claiming for the others would only hold leases until
+         * PULL_HOLD_MS gives them back), and the window scales with the
+         * slots: PULL_PREFETCH_PER_WAITER per slot, at least 16. */
+        size_t pmax = MIN(q->spec->ack_async ? PULL_PREFETCH_MAX_ASYNC : PULL_PREFETCH_MAX,
+                          MAX(lease_limit(q) * PULL_PREFETCH_PER_WAITER, 16));
+        size_t out = leases_out(q), room = out < lease_limit(q) ? lease_limit(q) - out : 0;
+        size_t waiting = MIN(q->n_waiters, room);
+        if (waiting <= q->n_held && !(active && q->n_held < MAX(pmax / 4, 1)))
             return 0;
-        size_t target = MIN(pmax, MAX(q->n_waiters * PULL_PREFETCH_PER_WAITER, pmax / 2));
+        size_t target = MIN(pmax, MAX(waiting * PULL_PREFETCH_PER_WAITER, MAX(pmax / 2, 1)));
         return target > q->n_held ? target - q->n_held : 0;
     }
     if (q->windowed) {
@@ -2293,7 +2304,7 @@ int task_engine_reserve(task_engine *e, const char *queue, int64_t wait_ms, task
     if (e->stopping)
         return -ESHUTDOWN;
     q->last_reserve_ms = now_mono_ms();
-    if (q->held && !q->waiters && !q->paused) {
+    if (q->held && !q->waiters && !q->paused && leases_out(q) < lease_limit(q)) {
         /* A lease claimed ahead is ready: hand it out now, inside this
          * call (no waiter, no timer, no suspended connection), and top the
          * window up in the background. */

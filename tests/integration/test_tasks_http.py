@@ -157,5 +157,49 @@ def test_pull_protocol():
     assert t.stop() == 0
 
 
+def test_pull_concurrency():
+    # concurrency bounds the leases out at once; a reserve beyond it waits
+    # for an ack (or nack, or an expired lease) like one that finds nothing.
+    t = task_tend('''
+        queues:
+          jobs: {handler: pull, timeout: 30s, concurrency: 2}
+          wide: {handler: pull, timeout: 30s}
+        ''')
+    ids = [x["id"] for x in submit(t, "jobs", [{"payload": {"n": i}} for i in range(5)])]
+    a, b = reserve(t, "jobs", "5s"), reserve(t, "jobs", "5s")
+    assert a and b and a["id"] != b["id"], (a, b)
+    t0 = time.monotonic()
+    assert reserve(t, "jobs", "1s") is None, "a third lease with concurrency 2"
+    assert time.monotonic() - t0 >= 0.9
+    running = [x for x in ids if get_task(t, x)["state"] == "running"]
+    assert set([a["id"], b["id"]]) <= set(running)
+    # A parked reserve gets the next task as soon as an ack frees a slot.
+    got = {}
+    th = threading.Thread(target=lambda: got.update(task=reserve(t, "jobs", "20s")))
+    th.start()
+    time.sleep(slow(0.4))
+    assert not got, "served with no slot free"
+    t0 = time.monotonic()
+    assert api(t, "POST", "/api/v1/tasks/%s/ack" % a["id"])[0] == 200
+    th.join(slow(10))
+    assert got.get("task") and got["task"]["id"] in ids and got["task"]["id"] not in (a["id"], b["id"]), got
+    assert time.monotonic() - t0 < slow(3), "the parked reserve waited past the ack"
+    # nack frees a slot too; FIFO order is kept (the nacked one is retried later).
+    st, _, text = api(t, "POST", "/api/v1/tasks/%s/nack" % b["id"], {"error": "later", "retry_in": "30s"})
+    assert st == 200, (st, text)
+    c = reserve(t, "jobs", "5s")
+    assert c and c["id"] in ids, c
+    assert reserve(t, "jobs", "1s") is None
+    # The default concurrency (3) applies to pull queues as well.
+    submit(t, "wide", [{"payload": {}} for _ in range(6)])
+    out = [reserve(t, "wide", "5s") for _ in range(3)]
+    assert all(out), out
+    assert reserve(t, "wide", "1s") is None, "a fourth lease with the default concurrency 3"
+    # (Shutdown gives leases out their remaining time: give them back first.)
+    for x in out + [c, got["task"]]:
+        assert api(t, "POST", "/api/v1/tasks/%s/ack" % x["id"])[0] == 200
+    assert t.stop() == 0
+
+
 if __name__ == "__main__":
-    run([test_http_handler, test_pull_protocol])
+    run([test_http_handler, test_pull_protocol, test_pull_concurrency])
