@@ -60,6 +60,7 @@ struct task_run {
     void *reply;             /* an API action waiting for this run's outcome */
     bool *cancel_mask;       /* batch members cancelled while it runs */
     bool held;               /* pull: claimed, not yet handed to a worker */
+    bool lent;               /* tasks' strings are the store's (a CLAIM with borrow) */
     size_t heap_index;
     int64_t deadline_mono_ms;
     task_run *hash_next;

@@ -634,17 +634,34 @@ static int op_fetch(mem *m, store_op *op) {
     return n;
 }
 
+/* The records themselves, by value: their strings stay the store's (a
+ * CLAIM with borrow; see store.h for how long they stay valid). */
+static int lend_out(mtask **src, size_t n, store_task **ret) {
+    *ret = NULL;
+    if (n == 0)
+        return 0;
+    store_task *v = malloc(n * sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        v[i] = src[i]->t;
+    *ret = v;
+    return 0;
+}
+
 static int op_claim(mem *m, store_op *op) {
     mtask **sel;
     int n = select_ready(m, op->claim.queue, op->claim.now, op->claim.limit, NULL, 0, &sel);
     if (n < 0)
         return n;
     /* Copy first so that a failure changes nothing. */
-    int r = copy_out(sel, (size_t)n, &op->claim.ret_tasks);
+    int r = op->claim.borrow ? lend_out(sel, (size_t)n, &op->claim.ret_tasks)
+                             : copy_out(sel, (size_t)n, &op->claim.ret_tasks);
     if (r < 0) {
         free(sel);
         return r;
     }
+    op->claim.ret_borrowed = op->claim.borrow && n > 0;
     for (int i = 0; i < n; i++) {
         mtask *t = sel[i];
         detach(t);

@@ -322,8 +322,13 @@ void store_op_reset_outputs(store_op *op) {
         op->fetch.ret_n = 0;
         break;
     case STORE_OP_CLAIM:
-        op->claim.ret_tasks = store_tasks_free(op->claim.ret_tasks, op->claim.ret_n);
+        if (op->claim.ret_borrowed)
+            free(op->claim.ret_tasks); /* lent strings: the store's */
+        else
+            store_tasks_free(op->claim.ret_tasks, op->claim.ret_n);
+        op->claim.ret_tasks = NULL;
         op->claim.ret_n = 0;
+        op->claim.ret_borrowed = false;
         break;
     case STORE_OP_GET:
         op->get.ret_task = store_task_free(op->get.ret_task);
@@ -700,7 +705,7 @@ int store_submit(store *s, store_op *op) {
         op->fetch.ret_tasks = NULL, op->fetch.ret_n = 0;
         break;
     case STORE_OP_CLAIM:
-        op->claim.ret_tasks = NULL, op->claim.ret_n = 0;
+        op->claim.ret_tasks = NULL, op->claim.ret_n = 0, op->claim.ret_borrowed = false;
         break;
     case STORE_OP_GET:
         op->get.ret_task = NULL;

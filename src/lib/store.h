@@ -295,14 +295,28 @@ struct store_op {
          * started_at = now, lease_until, version + 1.  The records
          * returned are as stored after the claim.  What a multi-node
          * backend does with SELECT ... FOR UPDATE SKIP LOCKED.
+         *
+         * borrow (optional): the caller accepts lent records.  A backend
+         * that keeps its records in memory may then return ret_tasks
+         * whose strings (queue, payload, idempotency_key, tags,
+         * last_error) point into its own records, and sets ret_borrowed:
+         * only the array is the caller's (store_op_clear frees just it;
+         * never store_task_clear a lent record).  Lent strings stay valid
+         * while the task stays running, until an UPDATE of it that
+         * writes last_error or moves it out of running has executed
+         * (nothing else changes a running task's strings), and at most
+         * until the store closes.  Backends with no such records (SQLite,
+         * PostgreSQL) copy as without it: ret_borrowed false.
          */
         struct {
             const char *queue;
             int64_t now;
             size_t limit;
             int64_t lease_until;
+            bool borrow;
             store_task *ret_tasks;
             size_t ret_n;
+            bool ret_borrowed;
         } claim;
         /* GET: ret_task (store_task_free it) or -ENOENT. */
         struct {

@@ -745,13 +745,21 @@ static void write_outcome(tq *q, const store_task *t, enum outcome out, const ch
 
 /* ---- runs ------------------------------------------------------------------------ */
 
+/* Frees claimed records (lent ones: only the array). */
+static void claimed_free(store_task *tasks, size_t n, bool lent) {
+    if (lent)
+        free(tasks);
+    else
+        store_tasks_free(tasks, n);
+}
+
 static void run_free(task_run *r) {
     if (!r)
         return;
-    if (r->tasks == &r->one)
+    if (r->tasks != &r->one)
+        claimed_free(r->tasks, r->n, r->lent);
+    else if (!r->lent)
         store_task_clear(&r->one);
-    else
-        store_tasks_free(r->tasks, r->n);
     free(r);
 }
 
@@ -1143,8 +1151,12 @@ static void on_claim(store_op *op, int result) {
     }
     size_t n = op->claim.ret_n;
     store_task *tasks = op->claim.ret_tasks;
+    /* Lent records (the memory store): their strings stay the store's
+     * while the tasks run, which is as long as the runs keep them. */
+    bool lent = op->claim.ret_borrowed;
     op->claim.ret_tasks = NULL;
     op->claim.ret_n = 0;
+    op->claim.ret_borrowed = false;
     size_t asked = c->batch ? c->limit * (size_t)q->spec->batch_size : c->limit;
     if (n < asked && q->ready_gen == c->gen)
         q->maybe_ready = false;
@@ -1160,26 +1172,29 @@ static void on_claim(store_op *op, int result) {
         /* Claimed while stopping: put them back untouched. */
         for (size_t i = 0; i < n; i++)
             write_outcome(q, &tasks[i], OUT_UNCLAIM, NULL, -1, NULL, NULL);
-        store_tasks_free(tasks, n);
+        claimed_free(tasks, n, lent);
         free(c);
         op_finished(e);
         return;
     }
     if (c->batch && n > 0) {
         task_run *r = run_new(q, tasks, n, NULL);
-        if (r)
+        if (r) {
+            r->lent = lent;
             start_run(q, r);
-        else
-            store_tasks_free(tasks, n);
+        } else
+            claimed_free(tasks, n, lent);
     } else {
         for (size_t i = 0; i < n; i++) {
             /* The record moves into the run (one allocation per task). */
             task_run *r = run_new(q, NULL, 1, &tasks[i]);
             if (!r) {
                 write_outcome(q, &tasks[i], OUT_UNCLAIM, NULL, -1, NULL, NULL);
-                store_task_clear(&tasks[i]);
+                if (!lent)
+                    store_task_clear(&tasks[i]);
                 continue;
             }
+            r->lent = lent;
             if (q->backend)
                 start_run(q, r);
             else
@@ -1210,6 +1225,7 @@ static int claim(tq *q, size_t limit, bool trial, bool as_batch) {
     c->op.claim.now = now;
     c->op.claim.limit = as_batch ? (size_t)q->spec->batch_size : limit;
     c->op.claim.lease_until = now + lease;
+    c->op.claim.borrow = true; /* runs end before their outcome UPDATEs execute */
     int r = submit_op(e, &c->op);
     if (r < 0) {
         free(c);

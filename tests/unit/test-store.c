@@ -464,6 +464,52 @@ static void test_fetch_ready_order(void **state) {
     assert_int_equal(run_op(f, &op), 0);
 }
 
+/* CLAIM with borrow: the memory store lends its records (strings equal to
+ * what was stored, valid while the tasks run, an outcome UPDATE that
+ * replaces last_error copies it first); SQLite copies.  Either way
+ * store_op_clear frees what is the caller's. */
+static void test_claim_borrow(void **state) {
+    fx *f = *state;
+    store_task t[2] = {mk("work", STORE_PRIORITY_NORMAL, "{\"a\":1}"), mk("work", STORE_PRIORITY_NORMAL, "[2]")};
+    t[0].idempotency_key = "k0";
+    t[0].tags = "[\"t\"]";
+    t[0].last_error = "before";
+    assert_int_equal(insert(f, t, 2), 2);
+    int64_t now = now_wall_ms();
+    store_op op = {.kind = STORE_OP_CLAIM,
+                   .claim = {.queue = "work", .now = now, .limit = 5, .lease_until = now + 1000, .borrow = true}};
+    assert_int_equal(run_op(f, &op), 2);
+    assert_int_equal(op.claim.ret_borrowed, f->kind == STORE_BACKEND_MEMORY);
+    store_task *c = op.claim.ret_tasks;
+    assert_string_equal(c[0].id, t[0].id);
+    assert_string_equal(c[0].payload, "{\"a\":1}");
+    assert_int_equal(c[0].payload_len, 7);
+    assert_string_equal(c[0].queue, "work");
+    assert_string_equal(c[0].idempotency_key, "k0");
+    assert_string_equal(c[0].tags, "[\"t\"]");
+    assert_string_equal(c[0].last_error, "before");
+    assert_int_equal(c[0].state, STORE_TASK_RUNNING);
+    assert_int_equal(c[0].attempts, 1);
+    assert_string_equal(c[1].payload, "[2]");
+    /* The outcome, with the lent last_error as its input. */
+    store_task u = c[0];
+    u.state = STORE_TASK_SUCCEEDED;
+    u.finished_at = now;
+    store_op up = {.kind = STORE_OP_UPDATE,
+                   .update = {.task = &u, .fields = STORE_FIELD_STATE | STORE_FIELD_LAST_ERROR | STORE_FIELD_FINISHED_AT,
+                              .expect_states = STORE_STATE_BIT(STORE_TASK_RUNNING)}};
+    assert_int_equal(run_op(f, &up), 0);
+    store_op_clear(&op);
+    assert_null(op.claim.ret_tasks);
+    assert_false(op.claim.ret_borrowed);
+    store_task *g = get(f, t[0].id);
+    assert_non_null(g);
+    assert_int_equal(g->state, STORE_TASK_SUCCEEDED);
+    assert_string_equal(g->last_error, "before");
+    assert_string_equal(g->payload, "{\"a\":1}");
+    store_task_free(g);
+}
+
 /* ---- Updates ----------------------------------------------------------- */
 
 static void test_update_conflicts(void **state) {
@@ -1327,6 +1373,7 @@ int main(void) {
         BOTH(test_counts),
         BOTH(test_dead_letters),
         BOTH(test_retention),
+        BOTH(test_claim_borrow),
         BOTH(test_recover),
         SQLITE_ONLY(test_recover_crash_image),
         SQLITE_ONLY(test_recover_after_sigkill),
