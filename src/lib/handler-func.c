@@ -1,8 +1,11 @@
 /*
  * handler-func.c - C-function handlers (libtend): the function registered
  * for a queue runs on a pool of tasks.workers threads.  The loop hands
- * runs over in bulk (one mutex, one condition signal per batch of runs)
- * and each worker takes its share of what waits (what waits divided by
+ * runs over in bulk: func_start() only appends to a list of the loop's
+ * own, and a uv_prepare handle (run before the loop next waits for
+ * events) moves the whole list to the workers under one mutex with one
+ * wake-up, so a claim of thousands of runs does not wake a worker per run
+ * (each woke, took the single run waiting and slept again); each worker takes its share of what waits (what waits divided by
  * the number of workers, at least 1, at most FUNC_TAKE) per lock, so runs
  * that may go at once never queue behind each other on one thread while
  * another idles; finished runs go back
@@ -37,6 +40,10 @@ typedef struct func_run {
 
 struct func_pool {
     handler_env *env;
+    /* Loop thread only: started, not yet handed to the workers. */
+    func_run *new_head, *new_tail;
+    size_t n_new;
+    uv_prepare_t flush;
     pthread_mutex_t lock;
     pthread_cond_t cond;
     func_run *todo_head, *todo_tail;
@@ -147,6 +154,27 @@ static void on_done(uv_async_t *a) {
         handler_batch(e, false);
 }
 
+/* Before the loop waits: what was started since goes to the workers. */
+static void on_flush(uv_prepare_t *h) {
+    func_pool *p = h->data;
+    uv_prepare_stop(h);
+    if (!p->new_head)
+        return;
+    pthread_mutex_lock(&p->lock);
+    if (p->todo_tail)
+        p->todo_tail->next = p->new_head;
+    else
+        p->todo_head = p->new_head;
+    p->todo_tail = p->new_tail;
+    p->n_todo += p->n_new;
+    pthread_mutex_unlock(&p->lock);
+    /* One wake-up; a worker that takes its share wakes the next while
+     * runs are left. */
+    pthread_cond_signal(&p->cond);
+    p->new_head = p->new_tail = NULL;
+    p->n_new = 0;
+}
+
 int func_pool_new(handler_env *env, int threads, func_pool **ret) {
     func_pool *p = calloc(1, sizeof(*p));
     if (!p)
@@ -162,8 +190,11 @@ int func_pool_new(handler_env *env, int threads, func_pool **ret) {
     }
     p->async.data = p;
     uv_unref((uv_handle_t *)&p->async);
+    uv_prepare_init(env->loop, &p->flush);
+    p->flush.data = p;
     p->threads = calloc((size_t)MAX(threads, 1), sizeof(*p->threads));
     if (!p->threads) {
+        uv_close((uv_handle_t *)&p->flush, NULL);
         uv_close((uv_handle_t *)&p->async, NULL);
         return -ENOMEM;
     }
@@ -174,6 +205,7 @@ int func_pool_new(handler_env *env, int threads, func_pool **ret) {
     }
     if (p->n_threads == 0) {
         free(p->threads);
+        uv_close((uv_handle_t *)&p->flush, NULL);
         uv_close((uv_handle_t *)&p->async, NULL);
         return -EAGAIN;
     }
@@ -189,6 +221,11 @@ static void on_async_closed(uv_handle_t *h) {
     free(p);
 }
 
+static void on_flush_closed(uv_handle_t *h) {
+    func_pool *p = h->data;
+    uv_close((uv_handle_t *)&p->async, on_async_closed);
+}
+
 void func_pool_free(func_pool *p) {
     if (!p)
         return;
@@ -199,7 +236,8 @@ void func_pool_free(func_pool *p) {
     for (int i = 0; i < p->n_threads; i++)
         pthread_join(p->threads[i], NULL);
     free(p->threads);
-    uv_close((uv_handle_t *)&p->async, on_async_closed);
+    /* The flush handle first: p goes with the last one closed. */
+    uv_close((uv_handle_t *)&p->flush, on_flush_closed);
 }
 
 static int func_start(task_run *run) {
@@ -228,17 +266,14 @@ static int func_start(task_run *run) {
     f->ctx.n = run->n;
     f->ctx.failed = f->failed;
     run->priv = f;
-    pthread_mutex_lock(&p->lock);
-    bool was_empty = p->todo_head == NULL;
-    if (p->todo_tail)
-        p->todo_tail->next = f;
-    else
-        p->todo_head = f;
-    p->todo_tail = f;
-    p->n_todo++;
-    pthread_mutex_unlock(&p->lock);
-    if (was_empty)
-        pthread_cond_signal(&p->cond);
+    if (p->new_tail)
+        p->new_tail->next = f;
+    else {
+        p->new_head = f;
+        uv_prepare_start(&p->flush, on_flush);
+    }
+    p->new_tail = f;
+    p->n_new++;
     return 0;
 }
 
