@@ -20,6 +20,7 @@
 #include "fdutil.h"
 #include "log.h"
 #include "macros.h"
+#include "mhd-api.h"
 #include "parse.h"
 #include "supervisor.h"
 #include "tend-config.h"
@@ -432,6 +433,10 @@ static int run(int argc, char **argv) {
         default: return EXIT_USAGE;
         }
     }
+    /* libmicrohttpd loads on another core meanwhile (mhd-api.c); with
+     * --detach only after the fork, which must not find a second thread. */
+    if (!do_detach)
+        mhd_api_preload();
     tend_config *cfg;
     int r = cli_load_config(path, &cfg);
     if (r != 0)
@@ -442,6 +447,8 @@ static int run(int argc, char **argv) {
         tend_config_free(cfg);
         return EXIT_RUNTIME;
     }
+    if (do_detach)
+        mhd_api_preload();
     log_setup(cfg->log_format == TEND_LOG_JSON ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT, cfg->log_level,
               isatty(STDOUT_FILENO) && !getenv("NO_COLOR"));
     size_t width = 4;
@@ -450,6 +457,9 @@ static int run(int argc, char **argv) {
     log_set_name_width(width);
     signal(SIGPIPE, SIG_IGN);
 
+    /* The guard is this binary exec'd afresh rather than a fork of a
+     * process that has loaded everything (guard.h). */
+    guard_use_program("/proc/self/exe");
     uv_loop_t loop;
     uv_loop_init(&loop);
     supervisor_callbacks cb = {.data = &u, .log = on_log, .output = on_output, .phase_changed = on_phase,

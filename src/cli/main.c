@@ -10,6 +10,7 @@
 #include "cmd.h"
 #include "config.h"
 #include "graph.h"
+#include "guard.h"
 #include "macros.h"
 #include "strv.h"
 
@@ -82,6 +83,9 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* `tend up` starts its guard process as this program (guard.h). */
+    if (guard_invoked(argc, argv))
+        guard_run();
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

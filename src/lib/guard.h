@@ -3,23 +3,42 @@
  * killed with SIGKILL.
  *
  * PR_SET_PDEATHSIG only reaches a service's main process, not the
- * grandchildren in its process group.  So tend forks one small guard
+ * grandchildren in its process group.  So tend starts one small guard
  * process (its own session, ignoring SIGINT/SIGTERM/SIGHUP) and keeps a
  * pipe to it, over which it announces each service process group ("+pgid"
  * / "-pgid").  When the pipe reaches end-of-file without a clean "bye" -
  * tend died, however - the guard sends SIGKILL to every group still
  * registered and exits.  The kernel closes the pipe for us, so there is
  * no window in which tend can die unnoticed.
+ *
+ * How the guard is started: the tend command names its own executable
+ * (guard_use_program("/proc/self/exe")) and the guard is that program
+ * exec'd afresh, by posix_spawn (a CLONE_VFORK child: tend waits only
+ * until the exec, ~0.1 ms, and no copy of its address space is made or
+ * written to afterwards; the fresh process also inherits no threads or
+ * locks).  Its main() sees guard_invoked() and runs guard_run().  A
+ * program embedding libtend has no such entry point: the guard is then a
+ * fork() of it, as it is when the exec fails.
  */
 #ifndef TEND_LIB_GUARD_H
 #define TEND_LIB_GUARD_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 typedef struct guard {
     pid_t pid;
     int fd;     /* write end, close-on-exec; -1 when no guard runs */
 } guard;
+
+/* The program to exec as the guard (its main() must call guard_run()
+ * when guard_invoked()), or NULL to fork.  Process-wide; the string must
+ * outlive every guard_start(). */
+void guard_use_program(const char *path);
+/* Whether this process was started as a guard by guard_start(). */
+bool guard_invoked(int argc, char **argv);
+/* The guard's life in such a process: never returns. */
+_Noreturn void guard_run(void);
 
 /* Starts the guard.  0 or -errno (then g->fd is -1 and tend runs
  * without one; the caller should warn). */
