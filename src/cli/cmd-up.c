@@ -234,6 +234,12 @@ static int tasks_start(up_ctx *u, uv_loop_t *loop, const tend_config *cfg) {
     recover_wait w = {0};
     store_op op = {.kind = STORE_OP_RECOVER, .done = on_recovered, .userdata = &w};
     op.recover.now = now_wall_ms();
+    _cleanup_free_ const char **uncharged = NULL;
+    if (task_engine_recover_uncharged(&cfg->tasks, &uncharged, &op.recover.n_uncharged) < 0) {
+        cli_error("tasks: cannot recover: %s", strerror(ENOMEM));
+        return EXIT_RUNTIME;
+    }
+    op.recover.uncharged = uncharged;
     if ((r = store_submit(u->store, &op)) < 0) {
         cli_error("tasks: cannot recover: %s", strerror(-r));
         return EXIT_RUNTIME;

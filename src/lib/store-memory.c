@@ -882,6 +882,13 @@ static int copy_paused(const mem *m, store_op *op) {
     return 0;
 }
 
+static bool recover_uncharged(const store_op *op, const char *queue) {
+    for (size_t i = 0; i < op->recover.n_uncharged; i++)
+        if (strcmp(op->recover.uncharged[i], queue) == 0)
+            return true;
+    return false;
+}
+
 static int op_recover(mem *m, store_op *op) {
     pick_walk w = {.pick = pick_running, .op = op};
     int r = pick_all(m, &w);
@@ -896,12 +903,14 @@ static int op_recover(mem *m, store_op *op) {
     char **msgs = w.n ? calloc(w.n, sizeof(*msgs)) : NULL;
     for (size_t i = 0; msgs && i < w.n; i++) {
         const store_task *t = &w.out[i]->t;
-        bool dead = t->attempts >= t->max_attempts;
+        bool dead = !recover_uncharged(op, t->queue) && t->attempts >= t->max_attempts;
         int k =
-            dead ? asprintf(&msgs[i],
-                            "interrupted: tend stopped during attempt %d of %d (no attempts left)",
-                            t->attempts, t->max_attempts)
-                 : asprintf(&msgs[i], "interrupted: tend stopped during attempt %d", t->attempts);
+            recover_uncharged(op, t->queue)
+                ? asprintf(&msgs[i], "%s", STORE_RECOVER_UNCHARGED_TEXT)
+            : dead ? asprintf(&msgs[i],
+                              "interrupted: tend stopped during attempt %d of %d (no attempts left)",
+                              t->attempts, t->max_attempts)
+                   : asprintf(&msgs[i], "interrupted: tend stopped during attempt %d", t->attempts);
         if (k < 0) {
             msgs[i] = NULL;
             for (size_t j = 0; j < i; j++)
@@ -918,8 +927,11 @@ static int op_recover(mem *m, store_op *op) {
     }
     for (size_t i = 0; i < w.n; i++) {
         mtask *t = w.out[i];
-        bool dead = t->t.attempts >= t->t.max_attempts;
+        bool uncharged = recover_uncharged(op, t->t.queue);
+        bool dead = !uncharged && t->t.attempts >= t->t.max_attempts;
         detach(t);
+        if (uncharged && t->t.attempts > 0)
+            t->t.attempts--;
         t->t.state = dead ? STORE_TASK_DEAD : STORE_TASK_PENDING;
         t->t.lease_until = 0;
         if (dead)

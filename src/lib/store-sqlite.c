@@ -365,6 +365,7 @@ enum {
     ST_COUNTS_QUEUE,
     ST_RECOVER_DEAD,
     ST_RECOVER_PENDING,
+    ST_RECOVER_UNCHARGED,
     ST_PURGE_DEAD,
     ST_REQUEUE_DEAD,
     ST_RETAIN_SUCCEEDED,
@@ -413,6 +414,9 @@ static const char *const statements[ST_MAX] = {
         " || ' of ' || max_attempts || ' (no attempts left)',"
         " version = version + 1"
         " WHERE state = 2 AND attempts >= max_attempts",
+    [ST_RECOVER_UNCHARGED] = "UPDATE tasks INDEXED BY tasks_running SET state = 0, lease_until = 0,"
+                             " attempts = MAX(attempts - 1, 0), last_error = ?2,"
+                             " version = version + 1 WHERE state = 2 AND queue = ?1",
     [ST_RECOVER_PENDING] = "UPDATE tasks INDEXED BY tasks_running SET state = 0, lease_until = 0,"
                            " last_error = 'interrupted: tend stopped during attempt ' || attempts,"
                            " version = version + 1 WHERE state = 2",
@@ -1141,13 +1145,22 @@ static int read_paused(sq *q, store_op *op) {
 }
 
 static int op_recover(sq *q, store_op *op) {
+    size_t uncharged = 0;
+    for (size_t i = 0; i < op->recover.n_uncharged; i++) {
+        sqlite3_stmt *st = q->st[ST_RECOVER_UNCHARGED];
+        sqlite3_bind_text(st, 1, op->recover.uncharged[i], -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, STORE_RECOVER_UNCHARGED_TEXT, -1, SQLITE_STATIC);
+        if (run(q, ST_RECOVER_UNCHARGED) < 0)
+            return q->fatal;
+        uncharged += (size_t)sqlite3_changes(q->db);
+    }
     sqlite3_bind_int64(q->st[ST_RECOVER_DEAD], 1, op->recover.now);
     if (run(q, ST_RECOVER_DEAD) < 0)
         return q->fatal;
     op->recover.ret_dead = (size_t)sqlite3_changes(q->db);
     if (run(q, ST_RECOVER_PENDING) < 0)
         return q->fatal;
-    op->recover.ret_requeued = (size_t)sqlite3_changes(q->db);
+    op->recover.ret_requeued = (size_t)sqlite3_changes(q->db) + uncharged;
     int r = read_paused(q, op);
     if (r < 0)
         return r;

@@ -490,6 +490,11 @@ static int validate(store *s, store_op *op) {
             return -EINVAL;
         break;
     case STORE_OP_RECOVER:
+        if (op->recover.n_uncharged > STORE_LIMIT_MAX || (op->recover.n_uncharged && !op->recover.uncharged))
+            return -EINVAL;
+        for (size_t i = 0; i < op->recover.n_uncharged; i++)
+            if (!queue_ok(op->recover.uncharged[i]))
+                return -EINVAL;
         if (op->recover.now == 0)
             op->recover.now = now;
         break;

@@ -163,6 +163,9 @@ int64_t store_id_time_ms(const char *id);
 
 /* ---- Operations ---------------------------------------------------- */
 
+/* RECOVER's last_error for a task of an uncharged queue. */
+#define STORE_RECOVER_UNCHARGED_TEXT "interrupted: tend stopped while the task was leased (attempt not counted)"
+
 typedef enum store_op_kind {
     STORE_OP_INSERT,       /* write */
     STORE_OP_UPDATE,       /* write */
@@ -352,10 +355,17 @@ struct store_op {
          * was its last attempt.  Result: ret_requeued + ret_dead.  It
          * also reads back what the last run left of the queues: ret_paused
          * names the queues a QUEUE_PAUSE recorded as paused, sorted
-         * (ret_n_paused of them; store_op_clear frees them).
+         * (ret_n_paused of them; store_op_clear frees them).  The running
+         * tasks of the queues named in uncharged (n_uncharged, may be 0)
+         * go back to pending with the interrupted attempt NOT counted:
+         * pull queues, whose tasks run in the workers, not in tend, so
+         * tend stopping says nothing about the task (and a lease claimed
+         * ahead but never handed out was no attempt at all).
          */
         struct {
             int64_t now;
+            const char *const *uncharged;
+            size_t n_uncharged;
             size_t ret_requeued;
             size_t ret_dead;
             char **ret_paused;

@@ -2496,6 +2496,26 @@ char *handler_input_json(const task_run *run, size_t *ret_len) {
 
 /* ---- lifecycle ----------------------------------------------------------------------------- */
 
+int task_engine_recover_uncharged(const tend_tasks_spec *spec, const char ***ret, size_t *ret_n) {
+    *ret = NULL;
+    *ret_n = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < spec->n_queues; i++)
+        n += spec->queues[i].handler == TEND_HANDLER_PULL;
+    if (n == 0)
+        return 0;
+    const char **v = calloc(n, sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    n = 0;
+    for (size_t i = 0; i < spec->n_queues; i++)
+        if (spec->queues[i].handler == TEND_HANDLER_PULL)
+            v[n++] = spec->queues[i].name;
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
 int task_engine_new(const task_engine_config *cfg, task_engine **ret, char *err, size_t errlen) {
     task_engine *e = calloc(1, sizeof(*e));
     if (!e) {

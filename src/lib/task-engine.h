@@ -102,6 +102,14 @@ typedef struct task_engine_config {
 } task_engine_config;
 
 /*
+ * The queues whose interrupted attempts RECOVER must not count (its
+ * `uncharged` input): the pull queues of spec.  *ret is an array of
+ * pointers to spec's names (free() it, after the RECOVER completed); NULL
+ * with *ret_n 0 when there are none.  0 or -ENOMEM.
+ */
+int task_engine_recover_uncharged(const tend_tasks_spec *spec, const char ***ret, size_t *ret_n);
+
+/*
  * Creates the engine for spec's queues; dispatching starts with
  * task_engine_start().  0 or -errno with a message in err.
  */

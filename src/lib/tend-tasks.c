@@ -57,6 +57,7 @@ struct tend_tasks {
     store *store;
     task_engine *engine;
     store_op recover_op;
+    const char **recover_uncharged; /* its input: the pull queues */
     tend_call *pending;          /* the start or stop call being answered */
     int start_error;             /* why the start failed, for the store-closed callback */
     char err[TEND_ERROR_MAX];
@@ -245,6 +246,8 @@ static void on_start_failed_closed(void *data) {
 
 static void on_recovered(store_op *op, int result) {
     tend_tasks *t = op->userdata;
+    free(t->recover_uncharged);
+    t->recover_uncharged = NULL;
     int r = result;
     if (r >= 0) {
         task_engine_config cfg = {
@@ -299,7 +302,14 @@ static void call_start(tend_loop *l, tend_call *c) {
     free(msg);
     t->recover_op = (store_op){.kind = STORE_OP_RECOVER, .done = on_recovered, .userdata = t};
     t->recover_op.recover.now = now_wall_ms();
-    r = store_submit(t->store, &t->recover_op);
+    r = task_engine_recover_uncharged(&t->spec, &t->recover_uncharged, &t->recover_op.recover.n_uncharged);
+    t->recover_op.recover.uncharged = t->recover_uncharged;
+    if (r == 0)
+        r = store_submit(t->store, &t->recover_op);
+    if (r < 0) {
+        free(t->recover_uncharged);
+        t->recover_uncharged = NULL;
+    }
     if (r < 0) {
         snprintf(t->err, sizeof(t->err), "recovering the task store: %s", strerror(-r));
         t->start_error = r;

@@ -155,5 +155,41 @@ def test_kill9_after_acks_loses_nothing():
     assert t.stop() == 0
 
 
+def test_kill9_does_not_charge_pull_attempts():
+    # Tasks leased (or claimed ahead for the next reserves) when tend dies
+    # come back pending with the attempt not counted: tend's crash says
+    # nothing about a task that runs in a worker, and a task on its only
+    # attempt must not turn dead without ever being handed out.
+    t = task_tend('''
+        queues:
+          jobs: {handler: pull, timeout: 60s, max_attempts: 1, concurrency: 8}
+        ''')
+    ids = [x["id"] for x in submit(t, "jobs", [{"payload": {"i": i}} for i in range(50)])]
+    leased = reserve(t, "jobs", "5s")
+    assert leased and leased["attempts"] == 1, leased
+    # Claimed ahead: more than the one handed out are running on disk.
+    wait_for(lambda: len(list_tasks(t, queue="jobs", state="running", limit=100)["tasks"]) > 1, 10,
+             what="leases claimed ahead")
+    t.kill9()
+    t.start()
+    wait_up(t)
+    after = {x["id"]: x for x in list_tasks(t, queue="jobs", limit=100)["tasks"]}
+    assert set(after) == set(ids)
+    states = set(x["state"] for x in after.values())
+    assert states == {"pending"}, "after the restart: %s" % states
+    assert all(x["attempts"] == 0 for x in after.values()), [x["attempts"] for x in after.values()]
+    assert "not counted" in (get_task(t, leased["id"]).get("last_error") or ""), get_task(t, leased["id"])
+    # And they run: the one leased before is delivered again, on attempt 1.
+    seen = set()
+    while len(seen) < len(ids):
+        task = reserve(t, "jobs", "2s")
+        assert task, "not delivered: %d left" % (len(ids) - len(seen))
+        assert task["attempts"] == 1, task
+        seen.add(task["id"])
+        assert api(t, "POST", "/api/v1/tasks/%s/ack" % task["id"])[0] == 200
+    assert t.stop() == 0
+
+
 if __name__ == "__main__":
-    run([test_config_validation, test_reserve_ack_nack_touch, test_kill9_after_acks_loses_nothing])
+    run([test_config_validation, test_reserve_ack_nack_touch, test_kill9_after_acks_loses_nothing,
+         test_kill9_does_not_charge_pull_attempts])

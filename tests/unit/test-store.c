@@ -868,6 +868,49 @@ static void test_recover(void **state) {
     check_recovered(f, f->s, t);
 }
 
+/* The running tasks of an uncharged (pull) queue go back without the
+ * attempt counted, even a last attempt; other queues' as before. */
+static void test_recover_uncharged(void **state) {
+    fx *f = *state;
+    store_task t[4] = {mk("pulled", 0, "{}"), mk("pulled", 0, "{}"), mk("ran", 0, "{}"), mk("idle", 0, "{}")};
+    t[0].max_attempts = 1; /* claimed ahead on its only attempt */
+    t[2].max_attempts = 1;
+    assert_int_equal(insert(f, t, 4), 4);
+    const char *queues[] = {"pulled", "ran"};
+    for (int i = 0; i < 2; i++) {
+        store_op op = {.kind = STORE_OP_CLAIM, .claim = {.queue = queues[i], .now = now_wall_ms(), .limit = 5}};
+        assert_int_equal(run_op(f, &op), i == 0 ? 2 : 1);
+        store_op_clear(&op);
+    }
+    const char *unch[] = {"pulled", "idle"};
+    store_op op = {.kind = STORE_OP_RECOVER, .recover = {.uncharged = unch, .n_uncharged = 2}};
+    assert_int_equal(run_op(f, &op), 3);
+    assert_int_equal(op.recover.ret_requeued, 2);
+    assert_int_equal(op.recover.ret_dead, 1);
+    store_op_clear(&op);
+    for (int i = 0; i < 4; i++) {
+        store_task *g = get(f, t[i].id);
+        assert_non_null(g);
+        if (i < 2) {
+            assert_int_equal(g->state, STORE_TASK_PENDING);
+            assert_int_equal(g->attempts, 0);
+            assert_string_equal(g->last_error, STORE_RECOVER_UNCHARGED_TEXT);
+        } else if (i == 2) {
+            assert_int_equal(g->state, STORE_TASK_DEAD); /* its last attempt, counted */
+        } else {
+            assert_int_equal(g->state, STORE_TASK_PENDING);
+            assert_null(g->last_error);
+        }
+        store_task_free(g);
+    }
+    /* Bad input is refused before the store sees it. */
+    const char *bad[] = {""};
+    op = (store_op){.kind = STORE_OP_RECOVER, .recover = {.uncharged = bad, .n_uncharged = 1}};
+    assert_int_equal(store_submit(f->s, &op), -EINVAL);
+    op = (store_op){.kind = STORE_OP_RECOVER, .recover = {.n_uncharged = 1}};
+    assert_int_equal(store_submit(f->s, &op), -EINVAL);
+}
+
 static int copy_file(const char *from, const char *to) {
     int in = open(from, O_RDONLY | O_CLOEXEC);
     if (in < 0)
@@ -1375,6 +1418,7 @@ int main(void) {
         BOTH(test_retention),
         BOTH(test_claim_borrow),
         BOTH(test_recover),
+        BOTH(test_recover_uncharged),
         SQLITE_ONLY(test_recover_crash_image),
         SQLITE_ONLY(test_recover_after_sigkill),
         BOTH(test_fault_injection),
