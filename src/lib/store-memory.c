@@ -1236,10 +1236,12 @@ static void mem_submit(void *data, store_op *op) {
     op->priv_next = NULL;
     if (m->tail)
         m->tail->priv_next = op;
-    else
+    else {
+        /* The first op of a group wakes the poll; the rest ride along. */
         m->head = op;
+        store_kick(m->s);
+    }
     m->tail = op;
-    store_kick(m->s);
 }
 
 static void mem_stop(void *data) {

@@ -162,9 +162,11 @@ struct task_engine {
     size_t running;         /* push runs over all queues */
     size_t claiming;
     bool started, stopping, drained, closing;
-    /* handler_batch(): runs finishing together pump once at the end. */
+    /* handler_batch(): runs finishing together pump once at the end, and
+     * share one reading of the clocks (taken at the outermost begin). */
     int done_batch;
     bool done_batch_pump;
+    int64_t batch_mono_ms, batch_wall_ms;
     size_t ops_in_flight;
     /* The run deadline heap (timeouts and pull leases). */
     task_run **heap;
@@ -244,6 +246,23 @@ static void count_move(tq *q, int from, int to, int prio) {
         q->counts[from][prio]--;
     if (to >= 0 && to < STORE_TASK_STATE_MAX)
         q->counts[to][prio]++;
+}
+
+/* A claimed task left pending or scheduled; the record (running now) does
+ * not say which.  run_at after created_at suggests scheduled, but a
+ * retried or requeued task is pending with run_at = the retry's time: the
+ * guess is taken only when that state has tasks counted, so the queue's
+ * depth always drops by one (a stuck pending count kept the depth above
+ * 0 until the next refresh, and tend_tasks_wait_idle() waited out its
+ * timeout). */
+static void count_claimed(tq *q, const store_task *t) {
+    int p = t->priority;
+    if (p < 0 || p >= STORE_PRIORITY_MAX)
+        return;
+    int from = t->run_at > t->created_at ? STORE_TASK_SCHEDULED : STORE_TASK_PENDING;
+    if (q->counts[from][p] == 0)
+        from = from == STORE_TASK_SCHEDULED ? STORE_TASK_PENDING : STORE_TASK_SCHEDULED;
+    count_move(q, from, STORE_TASK_RUNNING, p);
 }
 
 static void notify_state(task_engine *e, const store_task *t, int from, int to) {
@@ -679,7 +698,7 @@ static void write_outcome_ex(tq *q, const store_task *t, enum outcome out, const
     u->data = data;
     u->answer_early = answer_early;
     u->from = STORE_TASK_RUNNING;
-    int64_t now = now_wall_ms();
+    int64_t now = e->done_batch ? e->batch_wall_ms : now_wall_ms();
     if (error) {
         free(u->t.last_error);
         u->t.last_error = strdup(error);
@@ -814,7 +833,7 @@ void handler_done(task_run *r, const handler_result *res) {
     hash_remove(e, r);
     if (r->held)
         unhold(q, r);
-    int64_t now_mono = now_mono_ms();
+    int64_t now_mono = e->done_batch ? e->batch_mono_ms : now_mono_ms();
     int64_t ms = now_mono - r->started_mono_ms;
     enum outcome out;
     char msg[600];
@@ -889,7 +908,10 @@ void handler_done(task_run *r, const handler_result *res) {
 
 void handler_batch(task_engine *e, bool begin) {
     if (begin) {
-        e->done_batch++;
+        if (e->done_batch++ == 0) {
+            e->batch_mono_ms = now_mono_ms();
+            e->batch_wall_ms = now_wall_ms();
+        }
         return;
     }
     if (--e->done_batch > 0 || !e->done_batch_pump)
@@ -951,7 +973,7 @@ void task_engine_func_of(const task_run *run, task_func *ret_fn, void **ret_data
 
 /* Takes ownership of tasks[0..n) (moved out of a CLAIM's output); tasks
  * NULL: the single record *one is moved into the run (and zeroed). */
-static task_run *run_new(tq *q, store_task *tasks, size_t n, store_task *one) {
+static task_run *run_new(tq *q, store_task *tasks, size_t n, store_task *one, int64_t now_mono) {
     task_run *r = calloc(1, sizeof(*r));
     if (!r)
         return NULL;
@@ -969,7 +991,7 @@ static task_run *run_new(tq *q, store_task *tasks, size_t n, store_task *one) {
     r->n = n;
     r->batch = q->spec->batch && q->backend;
     r->timeout_ms = tasks[0].timeout_ms > 0 ? tasks[0].timeout_ms : q->spec->timeout_ms;
-    r->started_mono_ms = now_mono_ms();
+    r->started_mono_ms = now_mono;
     r->heap_index = SIZE_MAX;
     return r;
 }
@@ -981,8 +1003,7 @@ static void start_run(tq *q, task_run *r) {
     q->running++;
     (void)hash_add(e, r);
     for (size_t i = 0; i < r->n; i++) {
-        count_move(q, r->tasks[i].run_at > r->tasks[i].created_at ? STORE_TASK_SCHEDULED : STORE_TASK_PENDING,
-                   STORE_TASK_RUNNING, r->tasks[i].priority);
+        count_claimed(q, &r->tasks[i]);
         notify_state(e, &r->tasks[i], STORE_TASK_PENDING, STORE_TASK_RUNNING);
     }
     if (r->batch)
@@ -1105,8 +1126,7 @@ static void start_lease(tq *q, task_run *r) {
     task_engine *e = q->e;
     q->running++;
     (void)hash_add(e, r);
-    count_move(q, r->tasks[0].run_at > r->tasks[0].created_at ? STORE_TASK_SCHEDULED : STORE_TASK_PENDING,
-               STORE_TASK_RUNNING, r->tasks[0].priority);
+    count_claimed(q, &r->tasks[0]);
     notify_state(e, &r->tasks[0], STORE_TASK_PENDING, STORE_TASK_RUNNING);
     /* Until it is handed out, its deadline is the hold limit. */
     r->deadline_mono_ms = now_mono_ms() + PULL_HOLD_MS;
@@ -1178,16 +1198,22 @@ static void on_claim(store_op *op, int result) {
         return;
     }
     if (c->batch && n > 0) {
-        task_run *r = run_new(q, tasks, n, NULL);
+        task_run *r = run_new(q, tasks, n, NULL, now_mono_ms());
         if (r) {
             r->lent = lent;
             start_run(q, r);
         } else
             claimed_free(tasks, n, lent);
     } else {
+        /* C-function runs start at once (queued to the pool): one clock
+         * reading for all; exec and http runs take a while each to start. */
+        bool one_clock = q->backend == &handler_func;
+        int64_t now_mono = now_mono_ms();
         for (size_t i = 0; i < n; i++) {
+            if (!one_clock && i > 0)
+                now_mono = now_mono_ms();
             /* The record moves into the run (one allocation per task). */
-            task_run *r = run_new(q, NULL, 1, &tasks[i]);
+            task_run *r = run_new(q, NULL, 1, &tasks[i], now_mono);
             if (!r) {
                 write_outcome(q, &tasks[i], OUT_UNCLAIM, NULL, -1, NULL, NULL);
                 if (!lent)
