@@ -439,10 +439,14 @@ static int run(int argc, char **argv) {
         default: return EXIT_USAGE;
         }
     }
-    /* libmicrohttpd loads on another core meanwhile (mhd-api.c); with
-     * --detach only after the fork, which must not find a second thread. */
-    if (!do_detach)
+    /* First the guard, this binary exec'd afresh (guard.h), while the
+     * other core is idle; then libmicrohttpd, loading there while the
+     * config is parsed (mhd-api.c).  With --detach both after the fork,
+     * which must not find a second thread. */
+    if (!do_detach) {
+        guard_prestart("/proc/self/exe");
         mhd_api_preload();
+    }
     tend_config *cfg;
     int r = cli_load_config(path, &cfg);
     if (r != 0)
@@ -453,8 +457,10 @@ static int run(int argc, char **argv) {
         tend_config_free(cfg);
         return EXIT_RUNTIME;
     }
-    if (do_detach)
+    if (do_detach) {
+        guard_prestart("/proc/self/exe");
         mhd_api_preload();
+    }
     log_setup(cfg->log_format == TEND_LOG_JSON ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT, cfg->log_level,
               isatty(STDOUT_FILENO) && !getenv("NO_COLOR"));
     size_t width = 4;
@@ -463,9 +469,6 @@ static int run(int argc, char **argv) {
     log_set_name_width(width);
     signal(SIGPIPE, SIG_IGN);
 
-    /* The guard is this binary exec'd afresh rather than a fork of a
-     * process that has loaded everything (guard.h). */
-    guard_use_program("/proc/self/exe");
     uv_loop_t loop;
     uv_loop_init(&loop);
     supervisor_callbacks cb = {.data = &u, .log = on_log, .output = on_output, .phase_changed = on_phase,

@@ -25,8 +25,7 @@
 #define GUARD_FD 3
 
 static const char *guard_program;
-
-void guard_use_program(const char *path) { guard_program = path; }
+static guard prestarted = {.pid = -1, .fd = -1};
 
 bool guard_invoked(int argc, char **argv) {
     return argc == 1 && argv[0] && strcmp(argv[0], GUARD_ARGV0) == 0;
@@ -116,7 +115,7 @@ _Noreturn void guard_run(void) {
     _exit(0);
 }
 
-int guard_start(guard *g) {
+static int start(guard *g) {
     int p[2];
     g->pid = -1;
     g->fd = -1;
@@ -164,6 +163,21 @@ int guard_start(guard *g) {
     g->pid = pid;
     g->fd = p[1];
     return 0;
+}
+
+void guard_prestart(const char *program) {
+    guard_program = program;
+    if (prestarted.fd < 0)
+        (void)start(&prestarted);
+}
+
+int guard_start(guard *g) {
+    if (prestarted.fd >= 0) {
+        *g = prestarted;
+        prestarted = (guard){.pid = -1, .fd = -1};
+        return 0;
+    }
+    return start(g);
 }
 
 static void guard_send(guard *g, char op, pid_t pgid) {

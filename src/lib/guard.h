@@ -12,13 +12,14 @@
  * no window in which tend can die unnoticed.
  *
  * How the guard is started: the tend command names its own executable
- * (guard_use_program("/proc/self/exe")) and the guard is that program
- * exec'd afresh, by posix_spawn (a CLONE_VFORK child: tend waits only
- * until the exec, ~0.1 ms, and no copy of its address space is made or
- * written to afterwards; the fresh process also inherits no threads or
- * locks).  Its main() sees guard_invoked() and runs guard_run().  A
- * program embedding libtend has no such entry point: the guard is then a
- * fork() of it, as it is when the exec fails.
+ * (guard_prestart("/proc/self/exe")) first thing, and the guard is that
+ * program exec'd afresh, by posix_spawn (a CLONE_VFORK child: tend waits
+ * only until the exec, ~0.1 ms while the other core is idle, and no copy
+ * of its address space is made or written to afterwards; the fresh
+ * process also inherits no threads or locks).  Its main() sees
+ * guard_invoked() and runs guard_run(); the supervisor's guard_start()
+ * adopts it.  A program embedding libtend has no such entry point: the
+ * guard is then a fork() of it, as it is when the exec fails.
  */
 #ifndef TEND_LIB_GUARD_H
 #define TEND_LIB_GUARD_H
@@ -31,17 +32,20 @@ typedef struct guard {
     int fd;     /* write end, close-on-exec; -1 when no guard runs */
 } guard;
 
-/* The program to exec as the guard (its main() must call guard_run()
- * when guard_invoked()), or NULL to fork.  Process-wide; the string must
- * outlive every guard_start(). */
-void guard_use_program(const char *path);
+/* Starts a guard now by exec'ing program (whose main() must call
+ * guard_run() when guard_invoked()), for the next guard_start() to adopt;
+ * also every later guard_start() execs program.  Process-wide; the string
+ * must outlive every guard_start().  A failure is left for guard_start()
+ * to retry and report. */
+void guard_prestart(const char *program);
 /* Whether this process was started as a guard by guard_start(). */
 bool guard_invoked(int argc, char **argv);
 /* The guard's life in such a process: never returns. */
 _Noreturn void guard_run(void);
 
-/* Starts the guard.  0 or -errno (then g->fd is -1 and tend runs
- * without one; the caller should warn). */
+/* Starts the guard (or adopts the one guard_prestart() started).  0 or
+ * -errno (then g->fd is -1 and tend runs without one; the caller should
+ * warn). */
 int guard_start(guard *g);
 void guard_add(guard *g, pid_t pgid);
 void guard_remove(guard *g, pid_t pgid);
