@@ -13,6 +13,8 @@
 #define UNUSED __attribute__((unused))
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
 #define _cleanup_(f) __attribute__((cleanup(f)))
+/* A switch case that runs on into the next (gcc also takes a comment; clang needs this). */
+#define _fallthrough_ __attribute__((fallthrough))
 
 static inline void freep(void *p) { free(*(void **)p); }
 static inline void closep(int *fd) {

@@ -38,6 +38,7 @@
 #include "macros.h"
 #include "parse.h"
 #include "strv.h"
+#include "utf8.h"
 
 #define CONFIG_MAX_FILE (4u << 20)
 #define CONFIG_MAX_SERVICES 1000
@@ -171,13 +172,47 @@ static void error_add(ctx *c, size_t line, size_t col, char *msg) {
 
 /* Records "FILE:LINE:COL: PATH: MESSAGE" for node n (or "FILE: MESSAGE"
  * when n is NULL), unless the walk is quiet. */
+/*
+ * A message quotes what the file says, which can hold anything: control
+ * characters (a newline would split the message, an escape sequence would
+ * reach the terminal) become \n, \t or \xNN, bytes that are not UTF-8
+ * become '?', and past CONFIG_MESSAGE_MAX bytes the rest is cut ("...").
+ * Returns a new string, or NULL (out of memory).
+ */
+#define CONFIG_MESSAGE_MAX 1000
+static char *one_line(const char *msg) {
+    size_t n = strlen(msg);
+    char *out = malloc(MIN(n, (size_t)CONFIG_MESSAGE_MAX) * 4 + 4);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (o >= CONFIG_MESSAGE_MAX) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        unsigned char ch = (unsigned char)msg[i];
+        if (ch == '\n' || ch == '\t' || ch == '\r') {
+            out[o++] = '\\';
+            out[o++] = ch == '\n' ? 'n' : ch == '\t' ? 't' : 'r';
+        } else if (ch < 0x20 || ch == 0x7f)
+            o += (size_t)snprintf(out + o, 5, "\\x%02x", ch);
+        else
+            out[o++] = (char)ch;
+    }
+    out[o] = 0;
+    utf8_sanitize(out);
+    return out;
+}
+
 _printf_(3, 4) static void error_at(ctx *c, const yaml_node_t *n, const char *fmt, ...) {
     if (c->quiet || c->oom)
         return;
-    char *msg = NULL, *full = NULL;
+    char *raw = NULL, *full = NULL;
     va_list ap;
     va_start(ap, fmt);
-    int r = vasprintf(&msg, fmt, ap);
+    int r = vasprintf(&raw, fmt, ap);
     va_end(ap);
     if (r < 0) {
         c->oom = true;
@@ -187,12 +222,16 @@ _printf_(3, 4) static void error_at(ctx *c, const yaml_node_t *n, const char *fm
     if (n) {
         line = n->start_mark.line + 1;
         col = n->start_mark.column + 1;
-        r = c->path_len > 0 ? asprintf(&full, "%s:%zu:%zu: %s: %s", c->file, line, col, c->path, msg)
-                            : asprintf(&full, "%s:%zu:%zu: %s", c->file, line, col, msg);
+        r = c->path_len > 0 ? asprintf(&full, "%s:%zu:%zu: %s: %s", c->file, line, col, c->path, raw)
+                            : asprintf(&full, "%s:%zu:%zu: %s", c->file, line, col, raw);
     } else
-        r = asprintf(&full, "%s: %s", c->file, msg);
-    free(msg);
-    error_add(c, line, col, r < 0 ? NULL : full);
+        r = asprintf(&full, "%s: %s", c->file, raw);
+    free(raw);
+    /* The key path holds the file's key names: the whole line is made safe. */
+    char *msg = r < 0 ? NULL : one_line(full);
+    if (r >= 0)
+        free(full);
+    error_add(c, line, col, msg);
 }
 
 /* Appends a formatted segment to the key path; returns the length to

@@ -20,6 +20,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "macros.h"
+
 typedef struct sess {
     uint64_t hash;
     int64_t created_ms;
@@ -90,12 +92,12 @@ static uint64_t siphash13(uint64_t k0, uint64_t k1, const void *in, size_t len) 
         v0 ^= m;
     }
     switch (len & 7) {
-    case 7: b |= (uint64_t)p[6] << 48; /* fall through */
-    case 6: b |= (uint64_t)p[5] << 40; /* fall through */
-    case 5: b |= (uint64_t)p[4] << 32; /* fall through */
-    case 4: b |= (uint64_t)p[3] << 24; /* fall through */
-    case 3: b |= (uint64_t)p[2] << 16; /* fall through */
-    case 2: b |= (uint64_t)p[1] << 8;  /* fall through */
+    case 7: b |= (uint64_t)p[6] << 48; _fallthrough_;
+    case 6: b |= (uint64_t)p[5] << 40; _fallthrough_;
+    case 5: b |= (uint64_t)p[4] << 32; _fallthrough_;
+    case 4: b |= (uint64_t)p[3] << 24; _fallthrough_;
+    case 3: b |= (uint64_t)p[2] << 16; _fallthrough_;
+    case 2: b |= (uint64_t)p[1] << 8;  _fallthrough_;
     case 1: b |= (uint64_t)p[0]; break;
     default: break;
     }

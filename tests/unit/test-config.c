@@ -1226,6 +1226,34 @@ static void test_err_oneshot_with_stages(void **state) {
                   NULL);
 }
 
+/* What a message quotes from the file stays on one line, escaped, and
+ * bounded (found by fuzz/fuzz-config: a duration with a newline). */
+static void test_err_quoted_text(void **state) {
+    expect_errors("health: {interval: \"6\\n\\u001b[31mred\\tx\"}\n",
+                  "t.yaml:1:20: health.interval: invalid duration \"6\\n\\x1b[31mred\\tx\" "
+                  "(try 500ms, 5s, 2m)",
+                  NULL);
+    expect_errors("health: {\"inter\\nval\": 5s}\n",
+                  "t.yaml:1:10: health: unknown key \"inter\\nval\" (expected one of: interval)", NULL);
+    /* A huge value: the message is cut, not the whole value echoed. */
+    size_t n = 60000; /* under the 64 KiB string limit */
+    char *yaml = malloc(n + 64);
+    assert_non_null(yaml);
+    int k = snprintf(yaml, 64, "health: {interval: \"");
+    memset(yaml + k, '7', n);
+    snprintf(yaml + k + n, 64, "x\"}\n");
+    tend_config *cfg = NULL;
+    char **errors = NULL;
+    assert_int_equal(load(yaml, &cfg, &errors), -EINVAL);
+    assert_non_null(errors);
+    assert_non_null(errors[0]);
+    assert_true(strlen(errors[0]) <= 1003);
+    assert_non_null(strstr(errors[0], "..."));
+    assert_null(strchr(errors[0], '\n'));
+    strv_free(errors);
+    free(yaml);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full),
@@ -1250,6 +1278,7 @@ int main(void) {
         cmocka_unit_test(test_err_yaml),
         cmocka_unit_test(test_err_defaults),
         cmocka_unit_test(test_err_many),
+        cmocka_unit_test(test_err_quoted_text),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_load_file),
     };
