@@ -1,6 +1,8 @@
 /*
  * log.c - see log.h.  Lines are assembled in a stack buffer and written
- * with one write(2) so concurrent writers never interleave within a line.
+ * with one write(2) so concurrent writers never interleave within a line;
+ * while buffering (log_set_buffered), appended to one process buffer
+ * instead and written with one write(2) per log_flush().
  */
 #include "log.h"
 
@@ -18,6 +20,35 @@ static log_format g_format = LOG_FORMAT_TEXT;
 static int g_max_level = LOG_INFO;
 static bool g_color = false;
 static size_t g_name_width = 8;
+static bool g_buffered;
+static char g_buf[64 * 1024];
+static size_t g_len;
+
+void log_flush(void) {
+    if (g_len) {
+        (void)write_all(STDOUT_FILENO, g_buf, g_len);
+        g_len = 0;
+    }
+}
+
+void log_set_buffered(bool on) {
+    if (!on)
+        log_flush();
+    g_buffered = on;
+}
+
+static void emit(const char *line, size_t n) {
+    if (g_buffered) {
+        if (g_len + n > sizeof(g_buf))
+            log_flush();
+        if (n <= sizeof(g_buf)) {
+            memcpy(g_buf + g_len, line, n);
+            g_len += n;
+            return;
+        }
+    }
+    (void)write_all(STDOUT_FILENO, line, n);
+}
 
 void log_setup(log_format format, int max_level, bool color) {
     g_format = format;
@@ -111,7 +142,7 @@ void log_msg(int level, const char *service, const char *fmt, ...) {
         n = (int)sizeof(line) - 1;
         line[n - 1] = '\n';
     }
-    (void)write_all(STDOUT_FILENO, line, (size_t)n);
+    emit(line, (size_t)n);
 }
 
 void log_output_line(const char *service, size_t service_index, const char *text, size_t len) {
@@ -137,5 +168,5 @@ void log_output_line(const char *service, size_t service_index, const char *text
         n = (int)sizeof(line) - 1;
         line[n - 1] = '\n';
     }
-    (void)write_all(STDOUT_FILENO, line, (size_t)n);
+    emit(line, (size_t)n);
 }

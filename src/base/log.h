@@ -28,6 +28,13 @@ void log_msg(int level, const char *service, const char *fmt, ...) _printf_(3, 4
 void log_output_line(const char *service, size_t service_index, const char *line, size_t len);
 /* The width used to align "name |" prefixes. */
 void log_set_name_width(size_t width);
+/* Buffering: lines are kept in memory (64 KiB at most, then written) until
+ * log_flush(), so that a burst of lines is one write(2) and one wake-up of
+ * whoever reads tend's output, not one each.  `tend up` buffers while its
+ * loop runs and flushes before the loop waits for events (so no line
+ * waits for an event); for one thread only.  Turning it off flushes. */
+void log_set_buffered(bool on);
+void log_flush(void);
 
 #define log_error(svc, ...) log_msg(LOG_ERR, svc, __VA_ARGS__)
 #define log_warn(svc, ...) log_msg(LOG_WARNING, svc, __VA_ARGS__)

@@ -60,6 +60,9 @@ static void on_output(void *data, const char *svc, size_t index, const char *lin
                        json_pack("{s:s, s:o, s:o}", "service", svc, "line", api_json_textn(line, len), "ts", api_time_json(now_wall_ms())));
 }
 
+/* Before the loop waits: what this turn logged goes out in one write. */
+static void on_flush(uv_prepare_t *p) { log_flush(); }
+
 static void tell_parent(up_ctx *u, char verdict) {
     if (u->notify_fd < 0)
         return;
@@ -538,11 +541,22 @@ static int run(int argc, char **argv) {
     log_info(NULL, "tend %s starting %s (%zu services, state in %s, api %s, socket %s)", TEND_VERSION_STRING,
              cfg->name, cfg->n_services, cfg->state_dir, cfg->api_listen && *cfg->api_listen ? cfg->api_listen : "off",
              u.api.socket_path);
+    /* A wave of services starting logs ~5 lines each, which a reader of
+     * our output (a pipe, a terminal) would otherwise be woken for one by
+     * one while the services compete with it for the CPU. */
+    uv_prepare_t flush;
+    uv_prepare_init(&loop, &flush);
+    uv_prepare_start(&flush, on_flush);
+    uv_unref((uv_handle_t *)&flush); /* it keeps nothing running */
+    log_set_buffered(true);
     if (no_start)
         log_info(NULL, "waiting for POST /api/v1/system/start");
     else
         supervisor_start(u.sup);
     uv_run(&loop, UV_RUN_DEFAULT);
+    log_set_buffered(false);
+    uv_close((uv_handle_t *)&flush, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
     int code = u.sup->exit_code;
     if (u.sup->failure[0])
         cli_error("startup failed: %s", u.sup->failure);
