@@ -12,7 +12,7 @@
  *
  * Indexes: a hash by id, a hash by (queue, idempotency key), a treap of
  * all tasks by id (LIST, newest first) and, per queue, a treap of the
- * pending and scheduled tasks by (priority, run_at, id) (FETCH_READY and
+ * pending and scheduled tasks by (run_at, id) per priority (FETCH_READY and
  * CLAIM are range walks).  Admin ops (RECOVER, PURGE_DEAD, REQUEUE_DEAD,
  * RETENTION) walk every task: they are rare.  Each op is atomic: an INSERT
  * that fails half-way takes back what it inserted.
@@ -156,7 +156,12 @@ typedef struct mtask {
 
 struct mqueue {
     char *name;
-    tnode *ready;
+    /* Per priority: a treap of the ready tasks by (run_at, id), and its
+     * last node.  A new task usually sorts last (ids and times ascend):
+     * it goes in down the right spine, with no comparison; the claimed
+     * ones usually are the first: they come out of the left spine. */
+    tnode *ready[STORE_PRIORITY_MAX];
+    struct mtask *ready_max[STORE_PRIORITY_MAX];
     uint64_t n[STORE_TASK_STATE_MAX][STORE_PRIORITY_MAX];
     mqueue *next;
 };
@@ -362,7 +367,22 @@ static int grow(mem *m) {
 static void detach(mtask *t) {
     t->q->n[t->t.state][t->t.priority]--;
     if (t->in_ready) {
-        treap_remove(&t->q->ready, &t->ready, cmp_ready);
+        mqueue *q = t->q;
+        int p = t->t.priority;
+        tnode **first = &q->ready[p];
+        while (*first && (*first)->l)
+            first = &(*first)->l;
+        if (*first == &t->ready) {
+            *first = t->ready.r; /* the first: its right subtree takes its place */
+            t->ready.l = t->ready.r = NULL;
+        } else
+            treap_remove(&q->ready[p], &t->ready, cmp_ready);
+        if (q->ready_max[p] == t) {
+            tnode *x = q->ready[p];
+            while (x && x->r)
+                x = x->r;
+            q->ready_max[p] = x ? CONTAINER(x, mtask, ready) : NULL;
+        }
         t->in_ready = false;
     }
 }
@@ -376,8 +396,15 @@ static void attach(mem *m, mtask *t) {
     if (is_finished_state(t->t.state) && t->t.finished_at < m->min_finished[t->t.state])
         m->min_finished[t->t.state] = t->t.finished_at;
     if (is_ready_state(t->t.state)) {
+        mqueue *q = t->q;
+        int p = t->t.priority;
         t->ready.prio = rnd(m);
-        treap_insert(&t->q->ready, &t->ready, cmp_ready);
+        mtask *last = q->ready_max[p];
+        if (!last || cmp_ready(&last->ready, &t->ready) < 0) {
+            treap_insert_max(&q->ready[p], &t->ready);
+            q->ready_max[p] = t;
+        } else
+            treap_insert(&q->ready[p], &t->ready, cmp_ready);
         t->in_ready = true;
     }
 }
@@ -573,10 +600,6 @@ typedef struct ready_walk {
     size_t n;
 } ready_walk;
 
-static bool ready_before(const tnode *n, const void *key) {
-    return CONTAINER(n, mtask, ready)->t.priority < *(const store_priority *)key;
-}
-
 static int cmp_str_ptr(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
@@ -618,7 +641,7 @@ static int select_ready(mem *m, const char *queue, int64_t now, size_t limit,
     }
     for (int p = 0; p < STORE_PRIORITY_MAX && w.n < limit; p++) {
         w.prio = p;
-        treap_walk_up(q->ready, ready_before, &w.prio, ready_visit, &w);
+        treap_walk_up(q->ready[p], NULL, NULL, ready_visit, &w);
     }
     free(w.exclude);
     *ret = w.out;

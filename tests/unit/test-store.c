@@ -464,6 +464,71 @@ static void test_fetch_ready_order(void **state) {
     assert_int_equal(run_op(f, &op), 0);
 }
 
+/* Ready order under churn: tasks inserted out of order, priorities and
+ * run_at changed, claimed and put back (the memory store's per-priority
+ * treaps take fast paths for a task that sorts last or first; this checks
+ * them against the plain order, on both backends). */
+static int cmp_ready_order(const store_task *a, const store_task *b) {
+    if (a->priority != b->priority)
+        return a->priority < b->priority ? -1 : 1;
+    if (a->run_at != b->run_at)
+        return a->run_at < b->run_at ? -1 : 1;
+    return strcmp(a->id, b->id);
+}
+
+static void test_ready_order_churn(void **state) {
+    fx *f = *state;
+    enum { N = 200 };
+    int64_t base = now_wall_ms() - 100000;
+    unsigned seed = 12345;
+    store_task t[N];
+    for (int i = 0; i < N; i++) {
+        seed = seed * 1103515245u + 12345u;
+        t[i] = mk("churn", (store_priority)((seed >> 16) % STORE_PRIORITY_MAX), "{}");
+        t[i].run_at = base + (int64_t)((seed >> 8) % 50); /* out of order */
+    }
+    for (int i = 0; i < N; i += 40)
+        assert_int_equal(insert(f, t + i, 40), 40);
+    int64_t now = base + 1000;
+    for (int round = 0; round < 30; round++) {
+        seed = seed * 1103515245u + 12345u;
+        if (round % 3 == 0) {
+            /* Claim the first few, then put them back with new times. */
+            store_op op = {.kind = STORE_OP_CLAIM, .claim = {.queue = "churn", .now = now, .limit = 1 + seed % 7}};
+            int n = run_op(f, &op);
+            assert_true(n > 0);
+            for (int k = 0; k < n; k++) {
+                store_task u = {.state = STORE_TASK_PENDING, .run_at = base + (int64_t)((seed >> (k % 8)) % 60)};
+                memcpy(u.id, op.claim.ret_tasks[k].id, STORE_ID_SIZE);
+                store_op up = {.kind = STORE_OP_UPDATE, .update = {.task = &u, .fields = STORE_FIELD_STATE | STORE_FIELD_RUN_AT}};
+                assert_int_equal(run_op(f, &up), 0);
+            }
+            store_op_clear(&op);
+        } else {
+            /* A new priority (and time) for one task. */
+            store_task u = {.priority = (store_priority)((seed >> 4) % STORE_PRIORITY_MAX),
+                            .run_at = base + (int64_t)((seed >> 12) % 60)};
+            memcpy(u.id, t[(seed >> 20) % N].id, STORE_ID_SIZE);
+            store_op up = {.kind = STORE_OP_UPDATE,
+                           .update = {.task = &u, .fields = STORE_FIELD_PRIORITY | STORE_FIELD_RUN_AT}};
+            assert_int_equal(run_op(f, &up), 0);
+        }
+    }
+    store_op op = {.kind = STORE_OP_FETCH_READY, .fetch = {.queue = "churn", .now = now, .limit = N + 10}};
+    assert_int_equal(run_op(f, &op), N);
+    for (int i = 1; i < N; i++)
+        assert_true(cmp_ready_order(&op.fetch.ret_tasks[i - 1], &op.fetch.ret_tasks[i]) < 0);
+    store_op_clear(&op);
+    /* Claiming everything takes them in the same order. */
+    op = (store_op){.kind = STORE_OP_CLAIM, .claim = {.queue = "churn", .now = now, .limit = N}};
+    assert_int_equal(run_op(f, &op), N);
+    for (int i = 1; i < N; i++)
+        assert_true(cmp_ready_order(&op.claim.ret_tasks[i - 1], &op.claim.ret_tasks[i]) < 0);
+    store_op_clear(&op);
+    op = (store_op){.kind = STORE_OP_FETCH_READY, .fetch = {.queue = "churn", .now = now, .limit = N}};
+    assert_int_equal(run_op(f, &op), 0);
+}
+
 /* CLAIM with borrow: the memory store lends its records (strings equal to
  * what was stored, valid while the tasks run, an outcome UPDATE that
  * replaces last_error copies it first); SQLite copies.  Either way
@@ -1417,6 +1482,7 @@ int main(void) {
         BOTH(test_dead_letters),
         BOTH(test_retention),
         BOTH(test_claim_borrow),
+        BOTH(test_ready_order_churn),
         BOTH(test_recover),
         BOTH(test_recover_uncharged),
         SQLITE_ONLY(test_recover_crash_image),
