@@ -27,6 +27,9 @@
 #include "macros.h"
 
 #define FUNC_TAKE 64
+/* Finished runs' records kept for reuse (loop thread), at most this many:
+ * a window of thousands of runs outgrows malloc's per-thread cache. */
+#define FUNC_SPARE_MAX 1024
 
 typedef struct func_run {
     task_run *run;
@@ -43,6 +46,8 @@ struct func_pool {
     /* Loop thread only: started, not yet handed to the workers. */
     func_run *new_head, *new_tail;
     size_t n_new;
+    func_run *spare;
+    size_t n_spare;
     uv_prepare_t flush;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -148,7 +153,12 @@ static void on_done(uv_async_t *a) {
         if (f->items != &f->one)
             free(f->items);
         free(f->failed);
-        free(f);
+        if (p->n_spare < FUNC_SPARE_MAX) {
+            f->next = p->spare;
+            p->spare = f;
+            p->n_spare++;
+        } else
+            free(f);
     }
     if (e)
         handler_batch(e, false);
@@ -215,6 +225,11 @@ int func_pool_new(handler_env *env, int threads, func_pool **ret) {
 
 static void on_async_closed(uv_handle_t *h) {
     func_pool *p = h->data;
+    while (p->spare) {
+        func_run *f = p->spare;
+        p->spare = f->next;
+        free(f);
+    }
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->cond);
     pthread_mutex_destroy(&p->done_lock);
@@ -244,8 +259,12 @@ static int func_start(task_run *run) {
     func_pool *p = run->env->pool;
     if (!p)
         return -ENOEXEC;
-    func_run *f = calloc(1, sizeof(*f));
-    if (!f)
+    func_run *f = p->spare;
+    if (f) {
+        p->spare = f->next;
+        p->n_spare--;
+        memset(f, 0, sizeof(*f));
+    } else if (!(f = calloc(1, sizeof(*f))))
         return -ENOMEM;
     f->items = run->n == 1 ? &f->one : calloc(run->n, sizeof(*f->items));
     if (run->batch)
