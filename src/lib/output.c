@@ -4,11 +4,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -76,6 +80,73 @@ void logfile_close(logfile *lf) {
     lf->fd = -1;
     free(lf->path);
     lf->path = NULL;
+}
+
+struct logfile_precreator {
+    pthread_t thread;
+    atomic_bool stop;
+    size_t n;
+    char **paths;
+};
+
+/* sched_setattr(2)'s argument, first version (glibc 2.36 has no
+ * wrapper). */
+typedef struct precreate_sched_attr {
+    uint32_t size, policy;
+    uint64_t flags;
+    int32_t nice;
+    uint32_t priority;
+    uint64_t runtime, deadline, period;
+} precreate_sched_attr;
+
+static void *precreate_main(void *arg) {
+    logfile_precreator *p = arg;
+#ifdef SYS_sched_setattr
+    precreate_sched_attr a = {.size = sizeof(a), .policy = SCHED_IDLE};
+    (void)syscall(SYS_sched_setattr, 0, &a, 0); /* this thread only */
+#endif
+    for (size_t i = 0; i < p->n && !atomic_load(&p->stop); i++) {
+        int fd = open(p->paths[i], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
+        if (fd >= 0)
+            close(fd);
+    }
+    return NULL;
+}
+
+static void precreator_free(logfile_precreator *p) {
+    for (size_t i = 0; i < p->n; i++)
+        free(p->paths[i]);
+    free(p->paths);
+    free(p);
+}
+
+logfile_precreator *logfile_precreate(char *const *paths, size_t n) {
+    if (n == 0)
+        return NULL;
+    logfile_precreator *p = calloc(1, sizeof(*p));
+    if (!p || !(p->paths = calloc(n, sizeof(char *)))) {
+        free(p);
+        return NULL;
+    }
+    atomic_init(&p->stop, false);
+    for (; p->n < n; p->n++)
+        if (!(p->paths[p->n] = strdup(paths[p->n]))) {
+            precreator_free(p);
+            return NULL;
+        }
+    if (pthread_create(&p->thread, NULL, precreate_main, p) != 0) {
+        precreator_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void logfile_precreate_stop(logfile_precreator *p) {
+    if (!p)
+        return;
+    atomic_store(&p->stop, true);
+    pthread_join(p->thread, NULL);
+    precreator_free(p);
 }
 
 /*

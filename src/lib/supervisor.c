@@ -464,6 +464,16 @@ int supervisor_new(uv_loop_t *loop, const tend_config *cfg, char *const *selecte
     }
     if (guard_start(&sup->guard) < 0)
         supervisor_logf(sup, LOG_WARNING, NULL, "cannot start the guard process: services may outlive a killed tend");
+    /* The selected services' log files, in the order they start. */
+    char **paths = calloc(sup->n + 1, sizeof(char *));
+    size_t np = 0;
+    for (size_t k = 0; paths && k < sup->n; k++) {
+        service *s = &sup->services[sup->graph->order[k]];
+        if (s->selected && s->log.path)
+            paths[np++] = s->log.path;
+    }
+    sup->precreate = paths ? logfile_precreate(paths, np) : NULL;
+    free(paths);
     *ret = sup;
     return 0;
 fail:
@@ -523,6 +533,7 @@ int supervisor_start(supervisor *sup) {
 void supervisor_free(supervisor *sup) {
     if (!sup)
         return;
+    logfile_precreate_stop(sup->precreate);
     for (size_t i = 0; sup->services && i < sup->n; i++)
         service_free(&sup->services[i]);
     free(sup->services);

@@ -68,6 +68,7 @@ typedef struct supervisor {
     uint64_t rng;
     char notify_prefix[40];     /* "@tend/<pid>-<random>/": abstract notify socket names */
     int lock_fd;                /* flock on <state_dir>/tend.lock, -1 when none */
+    logfile_precreator *precreate; /* creating the services' log files ahead (output.h) */
     bool finishing;             /* finish() has begun */
 } supervisor;
 
