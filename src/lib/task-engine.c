@@ -50,7 +50,6 @@
 #define RETENTION_PERIOD_MS 60000
 #define RETENTION_BATCH 1000
 #define UPDATE_RETRY_MS 1000
-#define INTAKE_BATCH 10000
 #define RATE_SLOTS 10
 /* Pull queues claim ahead of the reserves (a window of leases ready to
  * hand out), so a reserve is answered without waiting for a commit; a
@@ -127,26 +126,30 @@ struct tq {
 };
 
 /*
- * Tasks enqueued from any thread since the loop last drained: one array of
- * records (the INSERT's own input, no per-task allocation) and one text
- * buffer holding their payloads, keys and tags.  Until the loop drains
- * the buffer, text[] may move (it grows by realloc), so the records'
- * string fields are left NULL and off[] holds each string's offset + 1
- * (0: none); drain_intake() sets the pointers.  The INSERTs made from one
- * buffer share it (refs) and the last to complete frees it.
+ * Tasks enqueued from any thread since the loop last drained: chunks of
+ * INTAKE_CHUNK records (the INSERTs' own input, no per-task allocation;
+ * one INSERT per chunk, which frees it), each with one text buffer for
+ * its payloads, keys and tags.  Until the loop drains a chunk its text
+ * may move (it grows by realloc), so the records' string fields are left
+ * NULL and off[] holds each string's offset + 1 (0: none);
+ * drain_intake() sets the pointers.  A chunk is under 100 KiB, so malloc
+ * serves it from its heap and recycles it (no fresh pages per chunk, no
+ * array doubling on the submitter's side).
  */
+#define INTAKE_CHUNK 512
+
 typedef struct intake_text {
     size_t payload, key, tags;
 } intake_text;
 
 typedef struct intake_buf {
-    store_task *tasks;
-    size_t *qidx;
-    intake_text *off;
-    size_t n, cap;
+    struct intake_buf *next;
+    size_t n;
     char *text;
     size_t text_len, text_cap;
-    size_t refs;            /* loop thread, once drained */
+    size_t qidx[INTAKE_CHUNK];
+    intake_text off[INTAKE_CHUNK];
+    store_task tasks[INTAKE_CHUNK];
 } intake_buf;
 
 typedef struct upd upd;
@@ -225,7 +228,7 @@ struct task_engine {
     upd *retry_head;
     /* Intake from any thread. */
     pthread_mutex_t intake_lock;
-    intake_buf *intake;     /* NULL until a task is enqueued */
+    intake_buf *intake, *intake_tail; /* chunks, oldest first; NULL: none */
     bool intake_closed;
     uv_async_t intake_async;
     uint64_t intake_failed;
@@ -1621,7 +1624,7 @@ static void on_retention_timer(uv_timer_t *t) {
 typedef struct intake_op {
     store_op op;
     task_engine *e;
-    intake_buf *buf;        /* enqueued tasks: tasks and qidx point into it */
+    intake_buf *buf;        /* enqueued tasks: tasks and qidx point into it (ours) */
     store_task *tasks;
     size_t n;
     size_t *qidx;
@@ -1637,21 +1640,19 @@ static void submit_task_clear(store_task *t) {
 }
 
 static void intake_buf_free(intake_buf *b) {
-    if (!b)
-        return;
-    free(b->tasks);
-    free(b->qidx);
-    free(b->off);
-    free(b->text);
-    free(b);
+    while (b) {
+        intake_buf *next = b->next;
+        free(b->text);
+        free(b);
+        b = next;
+    }
 }
 
 static void intake_op_free(intake_op *io) {
     if (!io)
         return;
     if (io->buf) {
-        if (--io->buf->refs == 0)
-            intake_buf_free(io->buf);
+        intake_buf_free(io->buf);
         free(io);
         return;
     }
@@ -1760,34 +1761,34 @@ fail:
     return r;
 }
 
-/* Room for one more task of text bytes in b (intake lock held).  0 or
- * -ENOMEM. */
-static int intake_reserve(intake_buf *b, size_t text) {
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 256;
-        store_task *t = realloc(b->tasks, cap * sizeof(*t));
-        if (t)
-            b->tasks = t;
-        size_t *qi = t ? realloc(b->qidx, cap * sizeof(*qi)) : NULL;
-        if (qi)
-            b->qidx = qi;
-        intake_text *o = qi ? realloc(b->off, cap * sizeof(*o)) : NULL;
-        if (!o)
-            return -ENOMEM;
-        b->off = o;
-        b->cap = cap;
+/* The chunk with room for one more task of text bytes (intake lock
+ * held), or NULL (-ENOMEM). */
+static intake_buf *intake_reserve(task_engine *e, size_t text) {
+    intake_buf *b = e->intake_tail;
+    if (!b || b->n == INTAKE_CHUNK) {
+        if (!(b = malloc(sizeof(*b))))
+            return NULL;
+        b->next = NULL;
+        b->n = 0;
+        b->text = NULL;
+        b->text_len = b->text_cap = 0;
+        if (e->intake_tail)
+            e->intake_tail->next = b;
+        else
+            e->intake = b;
+        e->intake_tail = b;
     }
     if (text > b->text_cap - b->text_len) {
-        size_t cap = b->text_cap ? b->text_cap : 4096;
+        size_t cap = b->text_cap ? b->text_cap : 1024;
         while (text > cap - b->text_len)
             cap *= 2;
         char *x = realloc(b->text, cap);
         if (!x)
-            return -ENOMEM;
+            return NULL;
         b->text = x;
         b->text_cap = cap;
     }
-    return 0;
+    return b;
 }
 
 /* Appends len bytes and a NUL to b's text; returns the offset + 1. */
@@ -1830,21 +1831,21 @@ int task_engine_enqueue(task_engine *e, const char *queue, const task_submit *su
         t.run_at = 0;
     t.payload_len = plen;
     bool wake = false;
-    int r;
+    int r = 0;
     pthread_mutex_lock(&e->intake_lock);
-    intake_buf *b = e->intake;
+    intake_buf *b;
     if (e->intake_closed)
         r = -ESHUTDOWN;
-    else if (!b && !(b = e->intake = calloc(1, sizeof(*b))))
+    else if (!(b = intake_reserve(e, text)))
         r = -ENOMEM;
-    else if ((r = intake_reserve(b, text)) == 0) {
+    else {
+        wake = e->intake == b && b->n == 0;
         size_t i = b->n++;
         b->tasks[i] = t;
         b->qidx[i] = q->index;
         b->off[i].payload = intake_put(b, payload, plen);
         b->off[i].key = sub->idempotency_key ? intake_put(b, sub->idempotency_key, klen) : 0;
         b->off[i].tags = sub->tags ? intake_put(b, sub->tags, glen) : 0;
-        wake = b->n == 1;
     }
     pthread_mutex_unlock(&e->intake_lock);
     if (r < 0)
@@ -1858,44 +1859,44 @@ int task_engine_enqueue(task_engine *e, const char *queue, const task_submit *su
 
 static void drain_intake(task_engine *e) {
     pthread_mutex_lock(&e->intake_lock);
-    intake_buf *b = e->intake;
-    e->intake = NULL;
+    intake_buf *list = e->intake;
+    e->intake = e->intake_tail = NULL;
     pthread_mutex_unlock(&e->intake_lock);
-    if (!b || b->n == 0) {
-        intake_buf_free(b);
-        return;
-    }
-    for (size_t i = 0; i < b->n; i++) {
-        store_task *t = &b->tasks[i];
-        t->queue = (char *)e->qs[b->qidx[i]].spec->name;
-        t->payload = b->text + b->off[i].payload - 1;
-        t->idempotency_key = b->off[i].key ? b->text + b->off[i].key - 1 : NULL;
-        t->tags = b->off[i].tags ? b->text + b->off[i].tags - 1 : NULL;
-    }
-    /* Bounded INSERTs, sharing the buffer; callbacks never run inside
-     * store_submit, so refs cannot reach 0 in this loop. */
-    b->refs = (b->n + INTAKE_BATCH - 1) / INTAKE_BATCH;
-    for (size_t at = 0; at < b->n; at += INTAKE_BATCH) {
-        size_t m = MIN(b->n - at, (size_t)INTAKE_BATCH);
+    while (list) {
+        intake_buf *b = list;
+        list = b->next;
+        b->next = NULL;
+        if (b->n == 0) { /* a chunk whose only task failed to fit */
+            intake_buf_free(b);
+            continue;
+        }
+        for (size_t i = 0; i < b->n; i++) {
+            store_task *t = &b->tasks[i];
+            t->queue = (char *)e->qs[b->qidx[i]].spec->name;
+            t->payload = b->text + b->off[i].payload - 1;
+            t->idempotency_key = b->off[i].key ? b->text + b->off[i].key - 1 : NULL;
+            t->tags = b->off[i].tags ? b->text + b->off[i].tags - 1 : NULL;
+        }
+        /* One INSERT per chunk; it frees the chunk. */
         intake_op *io = calloc(1, sizeof(*io));
         int r = -ENOMEM;
         if (io) {
             io->e = e;
             io->buf = b;
-            io->tasks = b->tasks + at;
-            io->n = m;
-            io->qidx = b->qidx + at;
+            io->tasks = b->tasks;
+            io->n = b->n;
+            io->qidx = b->qidx;
             io->op = (store_op){.kind = STORE_OP_INSERT, .done = on_insert, .userdata = io};
             io->op.insert.tasks = io->tasks;
-            io->op.insert.n = m;
+            io->op.insert.n = io->n;
             r = submit_op(e, &io->op);
         }
         if (r < 0) {
-            e->intake_failed += m;
-            elog(e, LOG_ERR, NULL, "%zu submitted tasks were not stored: %s", m, strerror(-r));
+            e->intake_failed += b->n;
+            elog(e, LOG_ERR, NULL, "%zu submitted tasks were not stored: %s", b->n, strerror(-r));
             if (io)
                 intake_op_free(io);
-            else if (--b->refs == 0)
+            else
                 intake_buf_free(b);
         }
     }
@@ -2791,7 +2792,7 @@ static void check_drained(task_engine *e) {
     bool runs = e->running > 0;
     for (size_t i = 0; i < e->n_qs && !runs; i++)
         runs = e->qs[i].running > 0 || e->qs[i].claim_in_flight || e->qs[i].fetch_in_flight;
-    if (runs || e->ops_in_flight > 0 || e->retry_head || (e->intake && e->intake->n))
+    if (runs || e->ops_in_flight > 0 || e->retry_head || e->intake)
         return;
     /* Waiter timers still closing count as handles_open beyond ours. */
     e->drained = true;
@@ -2869,7 +2870,7 @@ task_engine *task_engine_free(task_engine *e) {
     }
     pthread_mutex_lock(&e->intake_lock);
     intake_buf_free(e->intake);
-    e->intake = NULL;
+    e->intake = e->intake_tail = NULL;
     pthread_mutex_unlock(&e->intake_lock);
     pthread_mutex_destroy(&e->intake_lock);
     cache_clear(&e->upd_cache);

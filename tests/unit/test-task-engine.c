@@ -645,13 +645,21 @@ static void *enqueuer(void *arg) {
 
 static void test_enqueue_threads(void **state) {
     fx *f = fx_new(TEND_HANDLER_FUNC, NULL);
-    pthread_t t;
-    pthread_create(&t, NULL, enqueuer, f->e);
-    pthread_join(t, NULL);
-    int64_t end = now_mono_ms() + slow_ms(5000);
-    while (H.calls < 500 && now_mono_ms() < end)
+    /* Three threads at once, 1,500 tasks before the loop drains: the
+     * intake's chunks (512 tasks) fill and chain. */
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++)
+        pthread_create(&t[i], NULL, enqueuer, f->e);
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    int64_t end = now_mono_ms() + slow_ms(10000);
+    while (H.calls < 1500 && now_mono_ms() < end)
         run_for(f, 10);
-    assert_int_equal(H.calls, 500);
+    assert_int_equal(H.calls, 1500);
+    task_engine_stats st;
+    task_engine_get_stats(f->e, &st);
+    assert_int_equal(st.submitted, 1500);
+    assert_int_equal(st.intake_failed, 0);
     fx_free(f);
 }
 
