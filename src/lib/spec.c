@@ -72,7 +72,10 @@ void tend_queue_spec_init(tend_queue_spec *q) {
     q->batch_size = 10;
     q->batch_max_wait_ms = 30000;
     q->dry_run = false;
-    q->ack_async = false;
+    /* Pull acks are answered once queued in the group commit (at least
+     * once, as beanstalkd's default binlog and most job queues); `ack:
+     * durable` waits for the commit.  See docs/tasks.md. */
+    q->ack_async = true;
 }
 
 void tend_config_init(tend_config *c) {

@@ -100,7 +100,7 @@ def reserve(t, queue, wait="0s", timeout=30):
 def test_pull_protocol():
     t = task_tend('''
         queues:
-          jobs: {handler: pull, timeout: 2s, max_attempts: 3, backoff: {base: 100ms, max: 100ms, jitter: 0}}
+          jobs: {handler: {pull: true, ack: durable}, timeout: 2s, max_attempts: 3, backoff: {base: 100ms, max: 100ms, jitter: 0}}
           other: {handler: {exec: ["true"]}}
         ''')
     # Empty: 204 after the wait (a long poll, not at once).

@@ -788,7 +788,10 @@ static void on_res(void *data, int result, const store_task *t) {
         memcpy(o->id, t->id, STORE_ID_SIZE);
 }
 
-static void pull_q(fx *f) { f->q.timeout_ms = 200; }
+static void pull_q(fx *f) {
+    f->q.timeout_ms = 200;
+    f->q.ack_async = false; /* ack: durable (the default is async) */
+}
 
 static void test_pull(void **state) {
     fx *f = fx_new(TEND_HANDLER_PULL, pull_q);
