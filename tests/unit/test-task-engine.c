@@ -653,9 +653,14 @@ static void test_enqueue_threads(void **state) {
     for (int i = 0; i < 3; i++)
         pthread_join(t[i], NULL);
     int64_t end = now_mono_ms() + slow_ms(10000);
-    while (H.calls < 1500 && now_mono_ms() < end)
+    int calls = 0;
+    while (calls < 1500 && now_mono_ms() < end) {
         run_for(f, 10);
-    assert_int_equal(H.calls, 1500);
+        pthread_mutex_lock(&lock); /* the workers count under it */
+        calls = H.calls;
+        pthread_mutex_unlock(&lock);
+    }
+    assert_int_equal(calls, 1500);
     task_engine_stats st;
     task_engine_get_stats(f->e, &st);
     assert_int_equal(st.submitted, 1500);
