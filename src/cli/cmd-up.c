@@ -442,12 +442,12 @@ static int run(int argc, char **argv) {
         default: return EXIT_USAGE;
         }
     }
-    /* First the guard, this binary exec'd afresh (guard.h), while the
-     * other core is idle; then libmicrohttpd, loading there while the
-     * config is parsed (mhd-api.c).  With --detach both after the fork,
-     * which must not find a second thread. */
+    /* First the guard, forked while the process is small and has one
+     * thread (guard.h); then libmicrohttpd, loading on the other core
+     * while the config is parsed (mhd-api.c).  With --detach both after
+     * its fork, which must find neither. */
     if (!do_detach) {
-        guard_prestart("/proc/self/exe");
+        guard_prestart();
         mhd_api_preload();
     }
     tend_config *cfg;
@@ -461,7 +461,7 @@ static int run(int argc, char **argv) {
         return EXIT_RUNTIME;
     }
     if (do_detach) {
-        guard_prestart("/proc/self/exe");
+        guard_prestart();
         mhd_api_preload();
     }
     log_setup(cfg->log_format == TEND_LOG_JSON ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT, cfg->log_level,

@@ -10,7 +10,6 @@
 #include "cmd.h"
 #include "config.h"
 #include "graph.h"
-#include "guard.h"
 #include "macros.h"
 #include "strv.h"
 
@@ -83,9 +82,6 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    /* `tend up` starts its guard process as this program (guard.h). */
-    if (guard_invoked(argc, argv))
-        guard_run();
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

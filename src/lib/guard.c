@@ -14,22 +14,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "detached.h"
 #include "fdutil.h"
 
 #define GUARD_MAX_GROUPS 65536
-/* argv[0] of an exec'd guard, and its only argument: nothing a user
- * types as a tend subcommand. */
-#define GUARD_ARGV0 "tend-guard"
+#define GUARD_NAME "tend-guard"
 /* The pipe's read end in the guard. */
 #define GUARD_FD 3
 
-static const char *guard_program;
 static guard prestarted = {.pid = -1, .fd = -1};
-
-bool guard_invoked(int argc, char **argv) {
-    return argc == 1 && argv[0] && strcmp(argv[0], GUARD_ARGV0) == 0;
-}
 
 static void guard_main(int rfd) {
     pid_t *groups = calloc(GUARD_MAX_GROUPS, sizeof(pid_t));
@@ -87,7 +79,7 @@ typedef struct guard_sched_attr {
     uint64_t runtime, deadline, period;
 } guard_sched_attr;
 
-/* What both ways of starting share, run in the guard itself. */
+/* The guard's process: fd GUARD_FD is the pipe, 0-2 /dev/null. */
 static void guard_setup(void) {
     signal(SIGINT, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
@@ -96,7 +88,7 @@ static void guard_setup(void) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    prctl(PR_SET_NAME, GUARD_ARGV0);
+    prctl(PR_SET_NAME, GUARD_NAME);
     /* SCHED_BATCH, with the default time slice rather than tend's short
      * one: the guard wakes for every group tend announces, and such a
      * wake-up must not preempt tend's loop or a service that is starting
@@ -109,11 +101,6 @@ static void guard_setup(void) {
     if (chdir("/") < 0) { /* stay where we are */ }
 }
 
-_Noreturn void guard_run(void) {
-    guard_setup();
-    guard_main(GUARD_FD);
-    _exit(0);
-}
 
 static int start(guard *g) {
     int p[2];
@@ -121,22 +108,7 @@ static int start(guard *g) {
     g->fd = -1;
     if (pipe2(p, O_CLOEXEC) < 0)
         return -errno;
-    if (guard_program && p[0] == GUARD_FD) {
-        /* dup2(fd, fd) would keep close-on-exec: move it out of the way. */
-        int fd = fcntl(p[0], F_DUPFD_CLOEXEC, GUARD_FD + 1);
-        if (fd < 0) {
-            int e = errno;
-            close(p[0]);
-            close(p[1]);
-            return -e;
-        }
-        close(p[0]);
-        p[0] = fd;
-    }
-    pid_t pid = -1;
-    char *argv[] = {(char *)GUARD_ARGV0, NULL};
-    if (!guard_program || spawn_detached(guard_program, argv, p[0], GUARD_FD, &pid) < 0)
-        pid = fork(); /* no program, or it could not be exec'd */
+    pid_t pid = fork();
     if (pid < 0) {
         int e = errno;
         close(p[0]);
@@ -157,7 +129,8 @@ static int start(guard *g) {
             dup2(null, 2);
         }
         close_all_fds(GUARD_FD + 1);
-        guard_run();
+        guard_setup();
+        guard_main(GUARD_FD);
     }
     close(p[0]);
     g->pid = pid;
@@ -165,8 +138,7 @@ static int start(guard *g) {
     return 0;
 }
 
-void guard_prestart(const char *program) {
-    guard_program = program;
+void guard_prestart(void) {
     if (prestarted.fd < 0)
         (void)start(&prestarted);
 }
