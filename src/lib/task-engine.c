@@ -1172,7 +1172,9 @@ static size_t lease_limit(const tq *q) { return (size_t)MAX(q->spec->concurrency
 static size_t leases_out(const tq *q) { return q->running - q->n_held; }
 
 static void serve_waiters(tq *q) {
-    while (q->waiters && q->held && leases_out(q) < lease_limit(q)) {
+    /* Paused: leases claimed ahead stay held (and go back after
+     * PULL_HOLD_MS); resuming pumps, which serves the waiters. */
+    while (!q->paused && q->waiters && q->held && leases_out(q) < lease_limit(q)) {
         task_run *r = q->held;
         unhold(q, r);
         give_lease(q, q->waiters, r);

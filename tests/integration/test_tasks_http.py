@@ -201,5 +201,36 @@ def test_pull_concurrency():
     assert t.stop() == 0
 
 
+def test_pull_pause():
+    # A paused pull queue hands out nothing, not even the leases it had
+    # claimed ahead for the next reserves; resumed, a parked reserve gets one.
+    t = task_tend('''
+        queues:
+          jobs: {handler: pull, timeout: 30s, concurrency: 8}
+        ''')
+    ids = [x["id"] for x in submit(t, "jobs", [{"payload": {"n": i}} for i in range(20)])]
+    first = reserve(t, "jobs", "5s")
+    assert first, "nothing to reserve"
+    # Leases claimed ahead are waiting for the next reserves now.
+    wait_for(lambda: len(list_tasks(t, queue="jobs", state="running", limit=100)["tasks"]) > 1, 10,
+             what="leases claimed ahead")
+    st, js, _ = api(t, "POST", "/api/v1/queues/jobs/pause")
+    assert st == 200 and js["paused"] is True, (st, js)
+    assert reserve(t, "jobs", "1s") is None, "a paused queue handed out a lease"
+    got = {}
+    th = threading.Thread(target=lambda: got.update(task=reserve(t, "jobs", "20s")))
+    th.start()
+    time.sleep(slow(0.5))
+    assert not got, "a paused queue served a parked reserve"
+    st, _, _ = api(t, "POST", "/api/v1/queues/jobs/resume")
+    assert st == 200
+    th.join(slow(10))
+    assert got.get("task") and got["task"]["id"] in ids, got
+    # The one leased before the pause can still be acked.
+    for x in (first, got["task"]):
+        assert api(t, "POST", "/api/v1/tasks/%s/ack" % x["id"])[0] == 200
+    assert t.stop() == 0
+
+
 if __name__ == "__main__":
-    run([test_http_handler, test_pull_protocol, test_pull_concurrency])
+    run([test_http_handler, test_pull_protocol, test_pull_concurrency, test_pull_pause])
