@@ -25,7 +25,7 @@ HANDLER_PY = os.path.join(HERE, "task_handler.py")
 PRIORITIES = ["critical", "high", "normal", "low", "background"]
 
 __all__ = [
-    "task_tend", "api", "submit", "submit_many", "get_task", "wait_task", "wait_tasks", "list_tasks",
+    "task_tend", "api", "submit", "submit_many", "get_task", "wait_task", "wait_tasks", "list_tasks", "reserve",
     "runs", "starts", "handler_argv", "tend_cli", "check_cli", "queue_info", "metric", "metrics_text",
     "tasks_of", "PRIORITIES", "HANDLER_PY", "wait_runs", "sock", "wait_up",
 ]
@@ -133,6 +133,14 @@ def wait_task(t, tid, state, timeout=15.0):
 
 def wait_tasks(t, ids, state, timeout=30.0):
     return [wait_task(t, i, state, timeout) for i in ids]
+
+
+def reserve(t, queue, wait="0s", timeout=30):
+    """Pull queues: lease the next task (long-poll up to wait); the task
+    or None for 204."""
+    st, js, text = api(t, "POST", "/api/v1/queues/%s/reserve?wait=%s" % (queue, wait), timeout=timeout)
+    assert st in (200, 204), "reserve: HTTP %d %s" % (st, text)
+    return tasks_of(js)[0] if st == 200 else None
 
 
 def list_tasks(t, **query):

@@ -13,12 +13,6 @@ from taskutil import *
 N = 400
 
 
-def reserve(t, queue, wait="0s", timeout=30):
-    st, js, text = api(t, "POST", "/api/v1/queues/%s/reserve?wait=%s" % (queue, wait), timeout=timeout)
-    assert st in (200, 204), "reserve: HTTP %d %s" % (st, text)
-    return tasks_of(js)[0] if st == 200 else None
-
-
 def test_config_validation():
     t = Tend('''
         services: {}
