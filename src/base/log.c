@@ -15,6 +15,7 @@
 
 #include "fdutil.h"
 #include "timeutil.h"
+#include "utf8.h"
 
 static log_format g_format = LOG_FORMAT_TEXT;
 static int g_max_level = LOG_INFO;
@@ -85,24 +86,6 @@ const char *log_level_to_string(int level) {
     }
 }
 
-/* A text-format message stays one line whatever it quotes (a handler's
- * error, a probe's answer): control characters become \n, \r, \t or
- * \xNN; everything else is kept. */
-static void text_escape(char *out, size_t outlen, const char *s) {
-    size_t o = 0;
-    for (; *s && o + 5 < outlen; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '\n' || c == '\r' || c == '\t') {
-            out[o++] = '\\';
-            out[o++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
-        } else if (c < 0x20 || c == 0x7f)
-            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", c);
-        else
-            out[o++] = (char)c;
-    }
-    out[o] = 0;
-}
-
 size_t json_escape(char *out, size_t outlen, const char *s, size_t len) {
     size_t o = 0;
     if (outlen == 0)
@@ -153,8 +136,10 @@ void log_msg(int level, const char *service, const char *fmt, ...) {
             c0 = "\033[31m", c1 = "\033[0m";
         else if (g_color && level == LOG_WARNING)
             c0 = "\033[33m", c1 = "\033[0m";
+        /* One line whatever the message quotes (a handler's error, a
+         * probe's answer). */
         char esc_msg[4096];
-        text_escape(esc_msg, sizeof(esc_msg), msg);
+        (void)text_escape_controls(esc_msg, sizeof(esc_msg), msg);
         n = snprintf(line, sizeof(line), "%s %s%-5s%s %s: %s\n", ts, c0, log_level_to_string(level),
                      c1, service, esc_msg);
     }

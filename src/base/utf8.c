@@ -7,6 +7,7 @@
  */
 #include "utf8.h"
 
+#include <stdio.h>
 #include <string.h>
 
 size_t utf8_sequence_len(const unsigned char *s, size_t n) {
@@ -67,4 +68,23 @@ size_t utf8_sanitize(char *s) {
         }
     }
     return replaced;
+}
+
+bool text_escape_controls(char *out, size_t outlen, const char *s) {
+    size_t o = 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        size_t need = c == '\n' || c == '\r' || c == '\t' ? 2 : c < 0x20 || c == 0x7f ? 4 : 1;
+        if (o + need >= outlen)
+            break;
+        if (need == 2) {
+            out[o++] = '\\';
+            out[o++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+        } else if (need == 4)
+            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", c);
+        else
+            out[o++] = (char)c;
+    }
+    out[o] = 0;
+    return *s == 0;
 }

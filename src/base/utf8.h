@@ -22,5 +22,11 @@ bool utf8_valid(const char *s, size_t n);
 /* Replaces each byte of the NUL-terminated s that is not part of a
  * well-formed sequence with '?'.  Returns the number replaced. */
 size_t utf8_sanitize(char *s);
+/* Copies the NUL-terminated s to out (outlen > 0 bytes, always
+ * NUL-terminated) with control characters written as \n, \r, \t or
+ * \xNN, so that the text stays on one line and cannot drive a terminal;
+ * everything else is copied as is.  Stops before an escape that would not
+ * fit.  Returns true when all of s was copied. */
+bool text_escape_controls(char *out, size_t outlen, const char *s);
 
 #endif

@@ -181,27 +181,11 @@ static void error_add(ctx *c, size_t line, size_t col, char *msg) {
  */
 #define CONFIG_MESSAGE_MAX 1000
 static char *one_line(const char *msg) {
-    size_t n = strlen(msg);
-    char *out = malloc(MIN(n, (size_t)CONFIG_MESSAGE_MAX) * 4 + 4);
+    char *out = malloc(CONFIG_MESSAGE_MAX + 4);
     if (!out)
         return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (o >= CONFIG_MESSAGE_MAX) {
-            memcpy(out + o, "...", 3);
-            o += 3;
-            break;
-        }
-        unsigned char ch = (unsigned char)msg[i];
-        if (ch == '\n' || ch == '\t' || ch == '\r') {
-            out[o++] = '\\';
-            out[o++] = ch == '\n' ? 'n' : ch == '\t' ? 't' : 'r';
-        } else if (ch < 0x20 || ch == 0x7f)
-            o += (size_t)snprintf(out + o, 5, "\\x%02x", ch);
-        else
-            out[o++] = (char)ch;
-    }
-    out[o] = 0;
+    if (!text_escape_controls(out, CONFIG_MESSAGE_MAX + 1, msg))
+        memcpy(out + strlen(out), "...", 4); /* room kept: at most MAX + 3 + NUL */
     utf8_sanitize(out);
     return out;
 }
