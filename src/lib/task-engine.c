@@ -2340,13 +2340,16 @@ typedef struct pause_op {
     void *data;
 } pause_op;
 
+static void log_pause_not_saved(tq *q, bool paused, int error) {
+    elog(q->e, LOG_ERR, q, "%s, but that could not be saved (%s): a restart would not keep it",
+         paused ? "paused" : "resumed", strerror(-error));
+}
+
 static void on_pause_saved(store_op *op, int result) {
     pause_op *p = op->userdata;
-    task_engine *e = p->q->e;
-    op_finished(e);
+    op_finished(p->q->e);
     if (result < 0)
-        elog(e, LOG_ERR, p->q, "%s, but that could not be saved (%s): a restart would not keep it",
-             p->op.queue_pause.paused ? "paused" : "resumed", strerror(-result));
+        log_pause_not_saved(p->q, p->op.queue_pause.paused, result);
     if (p->done)
         p->done(p->data, result < 0 ? result : 0);
     free(p);
@@ -2377,8 +2380,7 @@ int task_engine_pause(task_engine *e, const char *queue, bool paused, task_count
     p->op.queue_pause.paused = paused;
     int r = e->closing ? -ESHUTDOWN : submit_op(e, &p->op);
     if (r < 0) {
-        elog(e, LOG_ERR, q, "%s, but that could not be saved (%s): a restart would not keep it",
-             paused ? "paused" : "resumed", strerror(-r));
+        log_pause_not_saved(q, paused, r);
         free(p);
     }
     return r;
