@@ -44,6 +44,17 @@ void reaper_unwatch(reaper *r, pid_t pid) {
     }
 }
 
+int reaper_rewatch(reaper *r, pid_t pid, reaper_cb cb, void *data) {
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->entries[i].pid == pid) {
+            r->entries[i].cb = cb;
+            r->entries[i].data = data;
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
 void reaper_reap(reaper *r) {
     for (;;) {
         int status;

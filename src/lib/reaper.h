@@ -34,6 +34,8 @@ int reaper_init(reaper *r, uv_loop_t *loop);
 /* Watches pid; cb runs once on the loop when it exits.  0 or -ENOMEM. */
 int reaper_watch(reaper *r, pid_t pid, reaper_cb cb, void *data);
 void reaper_unwatch(reaper *r, pid_t pid);
+/* Another callback for a watched pid (no allocation); 0 or -ENOENT. */
+int reaper_rewatch(reaper *r, pid_t pid, reaper_cb cb, void *data);
 /* Reaps whatever has exited now (also called from the SIGCHLD handler). */
 void reaper_reap(reaper *r);
 void reaper_close(reaper *r);

@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <pthread.h>
 #include <sched.h>
@@ -297,6 +298,401 @@ int spawn_process(const spawn_opts *o, pid_t *ret_pid, const char **ret_step) {
     }
     *ret_pid = pid;
     return 0;
+}
+
+/* ---- parked children ---- */
+
+#if (defined(__x86_64__) || defined(__aarch64__)) && !defined(SPAWN_FORK_FALLBACK)
+#define SPAWN_CAN_PARK 1
+#endif
+
+#ifdef SPAWN_CAN_PARK
+/*
+ * A parked child shares tend's memory while tend runs on, so after it has
+ * told tend it is parked it must not touch errno: that is the loop
+ * thread's (the child runs with its TLS).  These go to the kernel
+ * directly and return -errno.
+ */
+static inline long raw_syscall(long n, long a, long b, long c, long d) {
+#if defined(__x86_64__)
+    register long r10 __asm__("r10") = d;
+    long ret;
+    __asm__ volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10) : "rcx", "r11", "memory");
+    return ret;
+#else
+    register long x8 __asm__("x8") = n;
+    register long x0 __asm__("x0") = a;
+    register long x1 __asm__("x1") = b;
+    register long x2 __asm__("x2") = c;
+    register long x3 __asm__("x3") = d;
+    __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3) : "memory", "cc");
+    return x0;
+#endif
+}
+
+#define PARK_PATH_MAX 4096
+#define PARK_NAME_MAX (PARK_PATH_MAX + 256)
+#define PARK_GATE_FD 3
+#define PARK_STATUS_FD 4
+
+/* At the start of the child's mapping; its stack grows down from the end. */
+typedef struct park_args {
+    child_args c;           /* setup: o is NULL past the park */
+    char *const *argv;
+    char *const *envp;
+    const char *cwd;
+    bool has_user;
+    uid_t uid;
+    gid_t gid;
+    int gate_fd, status_fd; /* before the move to 3 and 4 */
+    gid_t groups[SPAWN_MAX_GROUPS];
+    char path[PARK_PATH_MAX];   /* PATH, as execvp(3) searches it */
+    char name[PARK_NAME_MAX];   /* a candidate file */
+    char *sh_argv[];        /* argc + 2: /bin/sh, the file, argv[1..], NULL */
+} park_args;
+
+static size_t raw_strlen(const char *s) {
+    size_t n = 0;
+    while (s[n])
+        n++;
+    return n;
+}
+
+static bool has_slash(const char *s) {
+    for (; *s; s++)
+        if (*s == '/')
+            return true;
+    return false;
+}
+
+static void raw_report(int step, long err) {
+    int msg[2] = {step, (int)-err};
+    (void)raw_syscall(SYS_write, PARK_STATUS_FD, (long)msg, sizeof(msg), 0);
+}
+
+/* One candidate: exec it (check: only whether it could be), with
+ * execvp(3)'s fallback of /bin/sh for a file without an exec format. */
+static long try_file(park_args *a, const char *file, bool check) {
+    if (check)
+        return raw_syscall(SYS_faccessat, AT_FDCWD, (long)file, X_OK, 0);
+    long r = raw_syscall(SYS_execve, (long)file, (long)a->argv, (long)a->envp, 0);
+    if (r == -ENOEXEC) {
+        size_t i = 0;
+        a->sh_argv[i++] = (char *)"/bin/sh";
+        a->sh_argv[i++] = (char *)file;
+        for (size_t k = 1; a->argv[k]; k++)
+            a->sh_argv[i++] = a->argv[k];
+        a->sh_argv[i] = NULL;
+        (void)raw_syscall(SYS_execve, (long)"/bin/sh", (long)a->sh_argv, (long)a->envp, 0);
+    }
+    return r;
+}
+
+/* execvp(3)'s search (glibc's rules: an empty PATH entry is the current
+ * directory; EACCES is remembered and the search goes on; errors other
+ * than "not there" end it), with raw system calls.  Returns -errno. */
+static long search_exec(park_args *a, bool check) {
+    const char *file = a->argv[0];
+    if (has_slash(file))
+        return try_file(a, file, check);
+    size_t flen = raw_strlen(file);
+    bool eacces = false;
+    for (const char *p = a->path;;) {
+        const char *end = p;
+        while (*end && *end != ':')
+            end++;
+        size_t dl = (size_t)(end - p);
+        if (dl + 1 + flen + 1 <= sizeof(a->name)) {
+            size_t o = 0;
+            for (size_t i = 0; i < dl; i++)
+                a->name[o++] = p[i];
+            if (dl > 0)
+                a->name[o++] = '/';
+            for (size_t i = 0; i <= flen; i++)
+                a->name[o++] = file[i];
+            long r = try_file(a, a->name, check);
+            if (check && r == 0)
+                return 0;
+            switch (-r) {
+            case EACCES: eacces = true; break;
+            case ENOENT: case ESTALE: case ENOTDIR: case ENODEV: case ETIMEDOUT: break;
+            default: return r;
+            }
+        }
+        if (!*end)
+            break;
+        p = end + 1;
+    }
+    return eacces ? -EACCES : -ENOENT;
+}
+
+static void park_fail(park_args *a, int step) {
+    int msg[2] = {step, errno};
+    (void)!write(a->status_fd, msg, sizeof(msg));
+    _exit(127);
+}
+
+static int park_main(void *arg) {
+    park_args *a = arg;
+    const spawn_opts *o = a->c.o;
+    /*
+     * Setup, while tend waits for our word (so libc and errno may be
+     * used): everything that does not depend on the moment of the exec.
+     * Signals stay blocked while parked.
+     */
+    if (setpgid(0, 0) < 0)
+        park_fail(a, STEP_SETPGID);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        park_fail(a, STEP_PDEATHSIG);
+    if (getppid() != a->c.parent)
+        _exit(127);
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigemptyset(&dfl.sa_mask);
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            (void)sigaction(sig, &dfl, NULL);
+    if (short_slice)
+        (void)set_slice(0);
+    (void)prctl(PR_SET_NAME, "tend-parked", 0, 0, 0);
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int out = o->out_fd >= 0 ? o->out_fd : devnull;
+    int in = o->in_fd > 2 ? o->in_fd : devnull;
+    if (devnull < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+        park_fail(a, STEP_DUP);
+    /* The gate and the status pipe become 3 and 4 (close-on-exec), by way
+     * of numbers above both so that neither overwrites the other. */
+    int g = fcntl(a->gate_fd, F_DUPFD_CLOEXEC, 10), st = fcntl(a->status_fd, F_DUPFD_CLOEXEC, 10);
+    if (g < 0 || st < 0 || dup3(g, PARK_GATE_FD, O_CLOEXEC) < 0 || dup3(st, PARK_STATUS_FD, O_CLOEXEC) < 0)
+        park_fail(a, STEP_DUP);
+    a->gate_fd = PARK_GATE_FD;
+    a->status_fd = PARK_STATUS_FD;
+    close_all_fds(PARK_STATUS_FD + 1);
+    if (o->rlimit_as) {
+        struct rlimit rl = {o->rlimit_as, o->rlimit_as};
+        if (setrlimit(RLIMIT_AS, &rl) < 0)
+            park_fail(a, STEP_RLIMIT);
+    }
+    if (o->rlimit_nofile) {
+        struct rlimit rl = {o->rlimit_nofile, o->rlimit_nofile};
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            park_fail(a, STEP_RLIMIT);
+    }
+    /* The directory and the command must be there now; both are looked
+     * up again at the exec, which is what counts. */
+    if (a->cwd && chdir(a->cwd) < 0)
+        park_fail(a, STEP_CHDIR);
+    long r = search_exec(a, true);
+    if (r < 0) {
+        errno = (int)-r;
+        park_fail(a, STEP_EXEC);
+    }
+    a->c.o = NULL; /* the caller's options are gone once we are parked */
+    int parked[2] = {STEP_NONE, 0};
+    if (write(a->status_fd, parked, sizeof(parked)) != (ssize_t)sizeof(parked))
+        _exit(127);
+
+    /* Parked: from here on raw system calls only. */
+    char go = 0;
+    long n;
+    do
+        n = raw_syscall(SYS_read, a->gate_fd, (long)&go, 1, 0);
+    while (n == -EINTR);
+    if (n != 1)
+        (void)raw_syscall(SYS_exit_group, 0, 0, 0, 0); /* cancelled, or tend is gone */
+    if (a->cwd && (r = raw_syscall(SYS_chdir, (long)a->cwd, 0, 0, 0)) < 0) {
+        raw_report(STEP_CHDIR, r);
+        (void)raw_syscall(SYS_exit_group, 127, 0, 0, 0);
+    }
+    if (a->has_user) {
+        static const int steps[3] = {STEP_SETGROUPS, STEP_SETGID, STEP_SETUID};
+        long rs[3];
+        rs[0] = raw_syscall(SYS_setgroups, a->c.ngroups, (long)a->groups, 0, 0);
+        rs[1] = rs[0] < 0 ? 0 : raw_syscall(SYS_setgid, a->gid, 0, 0, 0);
+        rs[2] = rs[0] < 0 || rs[1] < 0 ? 0 : raw_syscall(SYS_setuid, a->uid, 0, 0, 0);
+        for (int i = 0; i < 3; i++) {
+            if (rs[i] < 0) {
+                raw_report(steps[i], rs[i]);
+                (void)raw_syscall(SYS_exit_group, 127, 0, 0, 0);
+            }
+        }
+    }
+    uint64_t none = 0;
+    (void)raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, (long)&none, 0, sizeof(none));
+    r = search_exec(a, false);
+    raw_report(STEP_EXEC, r);
+    (void)raw_syscall(SYS_exit_group, 127, 0, 0, 0);
+    return 127;
+}
+#endif /* SPAWN_CAN_PARK */
+
+bool spawn_can_park(void) {
+#ifdef SPAWN_CAN_PARK
+    return true;
+#else
+    return false;
+#endif
+}
+
+static void parked_clear(spawn_parked *p) {
+    if (p->gate_fd >= 0)
+        close(p->gate_fd);
+    if (p->status_fd >= 0)
+        close(p->status_fd);
+    if (p->mem) {
+        SPAWN_UNPOISON(p->mem, p->mem_size);
+        munmap(p->mem, p->mem_size);
+    }
+    *p = (spawn_parked){.pid = 0, .gate_fd = -1, .status_fd = -1};
+}
+
+int spawn_park(const spawn_opts *o, spawn_parked *p, const char **ret_step) {
+    *p = (spawn_parked){.pid = 0, .gate_fd = -1, .status_fd = -1};
+    if (ret_step)
+        *ret_step = "park";
+#ifndef SPAWN_CAN_PARK
+    (void)o;
+    return -ENOTSUP;
+#else
+    if (!o->argv || !o->argv[0])
+        return -EINVAL;
+    size_t argc = 0;
+    while (o->argv[argc])
+        argc++;
+    const char *path = getenv("PATH");
+    if (!path)
+        path = "/bin:/usr/bin";
+    size_t need = sizeof(park_args) + (argc + 2) * sizeof(char *);
+    if (strlen(path) >= PARK_PATH_MAX || need > SPAWN_STACK / 2)
+        return -E2BIG;
+    /* A non-root tend cannot change users; the direct spawn says why. */
+    if (o->has_user && geteuid() != 0)
+        return -EPERM;
+    int gate[2], status[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, gate) < 0)
+        return -errno;
+    if (pipe2(status, O_CLOEXEC) < 0) {
+        int e = errno;
+        close(gate[0]);
+        close(gate[1]);
+        return -e;
+    }
+    p->gate_fd = gate[0];
+    p->status_fd = status[0];
+    p->mem_size = SPAWN_STACK;
+    p->mem = mmap(NULL, p->mem_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (p->mem == MAP_FAILED) {
+        p->mem = NULL;
+        close(gate[1]);
+        close(status[1]);
+        parked_clear(p);
+        return -ENOMEM;
+    }
+    park_args *a = p->mem;
+    memset(a, 0, sizeof(*a));
+    a->c = (child_args){.o = o, .parent = getpid(), .errfd = -1};
+    a->argv = o->argv;
+    a->envp = o->envp;
+    a->cwd = o->cwd;
+    a->has_user = o->has_user;
+    a->uid = o->uid;
+    a->gid = o->gid;
+    a->gate_fd = gate[1];
+    a->status_fd = status[1];
+    memcpy(a->path, path, strlen(path) + 1);
+    if (o->has_user) {
+        int ng = SPAWN_MAX_GROUPS;
+        if (getgrouplist(o->user, o->gid, a->groups, &ng) < 0)
+            ng = SPAWN_MAX_GROUPS;
+        a->c.ngroups = ng;
+    }
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int saved_errno = errno;
+    pid_t pid = clone(park_main, (char *)p->mem + p->mem_size, CLONE_VM | SIGCHLD, a);
+    int clone_errno = errno;
+    errno = saved_errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(gate[1]);
+    close(status[1]);
+    if (pid < 0) {
+        parked_clear(p);
+        if (ret_step)
+            *ret_step = "clone";
+        return -clone_errno;
+    }
+    (void)setpgid(pid, pid);
+    /* Its word: parked, or the step that failed. */
+    int msg[2] = {-1, EIO};
+    ssize_t n;
+    while ((n = read(p->status_fd, msg, sizeof(msg))) < 0 && errno == EINTR)
+        ;
+    if (n != (ssize_t)sizeof(msg) || msg[0] != STEP_NONE) {
+        int status_ignored;
+        while (waitpid(pid, &status_ignored, 0) < 0 && errno == EINTR)
+            ;
+        parked_clear(p);
+        if (ret_step && n == (ssize_t)sizeof(msg) && msg[0] > 0 && msg[0] < (int)ELEMENTSOF(step_names))
+            *ret_step = step_names[msg[0]];
+        return n == (ssize_t)sizeof(msg) && msg[1] > 0 ? -msg[1] : -EIO;
+    }
+    int fl = fcntl(p->status_fd, F_GETFL);
+    if (fl >= 0)
+        (void)fcntl(p->status_fd, F_SETFL, fl | O_NONBLOCK);
+    p->pid = pid;
+    return 0;
+#endif
+}
+
+int spawn_release(spawn_parked *p) {
+    if (p->pid <= 0 || p->gate_fd < 0)
+        return -EINVAL;
+    char go = 1;
+    ssize_t n;
+    while ((n = send(p->gate_fd, &go, 1, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+        ;
+    int e = n == 1 ? 0 : -errno;
+    close(p->gate_fd);
+    p->gate_fd = -1;
+    return e;
+}
+
+int spawn_parked_result(spawn_parked *p, const char **ret_step, int *ret_err) {
+    for (;;) {
+        int msg[2];
+        ssize_t n = read(p->status_fd, msg, sizeof(msg));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+        if (n == 0) {
+            /* The child has exec'd or ended: it no longer uses our memory. */
+            bool failed = p->failed_step != STEP_NONE;
+            if (ret_step)
+                *ret_step = failed && p->failed_step < (int)ELEMENTSOF(step_names) ? step_names[p->failed_step] : NULL;
+            if (ret_err)
+                *ret_err = failed ? p->failed_err : 0;
+            return failed ? 2 : 1;
+        }
+        if (n == (ssize_t)sizeof(msg) && msg[0] > STEP_NONE) {
+            p->failed_step = msg[0];
+            p->failed_err = msg[1] > 0 ? msg[1] : EIO;
+        }
+    }
+}
+
+void spawn_parked_cancel(spawn_parked *p) {
+    if (p->pid > 0) {
+        (void)kill(p->pid, SIGKILL);
+        int status;
+        while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR)
+            ;
+    }
+    spawn_parked_forget(p);
+}
+
+void spawn_parked_forget(spawn_parked *p) {
+    parked_clear(p);
 }
 
 int spawn_lookup_user(const char *user, uid_t *ret_uid, gid_t *ret_gid) {

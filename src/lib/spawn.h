@@ -40,6 +40,55 @@ typedef struct spawn_opts {
 int spawn_process(const spawn_opts *o, pid_t *ret_pid, const char **ret_step);
 
 /*
+ * Parked children: a service whose dependencies are about to be met is
+ * cloned ahead (CLONE_VM, as above, but without CLONE_VFORK) and waits
+ * before its exec, so that when it is released the spawn costs tend one
+ * write, and the execs of a whole wave run at once on every CPU instead
+ * of one after another.
+ *
+ * spawn_park() returns once the child has done what does not depend on
+ * the moment of the exec (process group, parent-death signal, signal
+ * dispositions, descriptors, rlimits) and has checked that the directory
+ * and the command are there; it then waits with every signal blocked,
+ * running only raw system calls (it shares our memory and the calling
+ * thread's errno).  On release it changes to cwd, changes user, unblocks
+ * signals and execs, searching PATH as execvp(3) does; each of these is
+ * done at that moment, so a directory or a binary replaced meanwhile (a
+ * deploy switching a symlink) is the one used.  o->argv, o->envp and
+ * o->cwd must stay valid until the child has exec'd or is cancelled; the
+ * rest of *o is used before spawn_park() returns.
+ *
+ * -ENOTSUP where children cannot be parked (see spawn_can_park()), and
+ * any other failure means: spawn it directly when it is due, which
+ * reports the real error then.
+ */
+typedef struct spawn_parked {
+    pid_t pid;              /* also its process group; 0: none */
+    int gate_fd;            /* one byte releases it; closed: it exits */
+    int status_fd;          /* non-blocking: EOF once exec'd, else {step, errno} first */
+    int failed_step, failed_err;
+    void *mem;              /* its arguments and stack, in our memory */
+    size_t mem_size;
+} spawn_parked;
+
+bool spawn_can_park(void);
+int spawn_park(const spawn_opts *o, spawn_parked *p, const char **ret_step);
+/* Lets it exec; 0 or -errno (the child is gone: cancel it). */
+int spawn_release(spawn_parked *p);
+/*
+ * After the release, reads status_fd (non-blocking): 0 while the child
+ * has not exec'd yet; 1 once it has; 2 when a step failed (*ret_step,
+ * *ret_err; the child exits with 127); -errno on a read error.  After 1
+ * or 2 the child no longer uses our memory: spawn_parked_forget() frees
+ * it (once nothing polls status_fd any more).
+ */
+int spawn_parked_result(spawn_parked *p, const char **ret_step, int *ret_err);
+/* SIGKILL, collect it (the caller must no longer watch it), free. */
+void spawn_parked_cancel(spawn_parked *p);
+/* Frees what is left of a child already collected. */
+void spawn_parked_forget(spawn_parked *p);
+
+/*
  * Asks the scheduler for a short time slice (100 us) for the calling
  * thread: sched_setattr(2) with sched_runtime for SCHED_OTHER, Linux 6.12
  * and later, no privilege needed; older kernels accept and ignore it.
