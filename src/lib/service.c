@@ -11,6 +11,8 @@
 #include "service.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -479,7 +481,9 @@ static void on_notify(void *data, const notify_msg *m, pid_t sender) {
         request_restart(s, REASON_WATCHDOG, "watchdog: WATCHDOG=trigger");
     if (m->ready && !s->notified_ready) {
         s->notified_ready = true;
-        if (s->state == SVC_STARTING && s->stage < s->spec->n_stages &&
+        /* Before the exec is seen the stage has not begun; it will find
+         * notified_ready set. */
+        if (s->state == SVC_STARTING && !s->exec_inflight && s->stage < s->spec->n_stages &&
             s->spec->stages[s->stage].probe.kind == TEND_PROBE_NOTIFY)
             stage_passed(s);
     }
@@ -522,11 +526,34 @@ static void on_reset_timer(uv_timer_t *t) {
     restart_window_reset(&s->window);
 }
 
+static bool exec_status_settle(service *s);
+
 static void on_main_exit(void *data, pid_t pid, int status) {
     service *s = data;
     char desc[96];
     if (status < 0)
         return; /* the reaper is closing at teardown */
+    /* A released child ended before its exec was seen: its status pipe is
+     * at EOF now, with the failed step first if one failed. */
+    if (s->exec_inflight && exec_status_settle(s) && !s->exec_failed) {
+        logf_svc(s, LOG_INFO, "spawned pid %d", (int)pid); /* and ended before we saw it */
+        s->spawned_once = true;
+    }
+    if (s->exec_failed) {
+        s->exec_failed = false;
+        if (s->state == SVC_STARTING) {
+            s->pid = 0;
+            s->last_exit_status = status;
+            stop_monitors(s);
+            if (s->pgid > 0)
+                guard_remove(&s->sup->guard, s->pgid);
+            s->pgid = 0;
+            snprintf(s->last_error, sizeof(s->last_error), "%s", s->spawn_error);
+            logf_svc(s, LOG_ERR, "cannot start: %s", s->spawn_error);
+            service_dispatch(s, EV_SPAWN_FAILED, s->spawn_error);
+            return;
+        }
+    }
     describe_status(status, desc, sizeof(desc));
     s->pid = 0;
     s->last_exit_status = status;
@@ -621,18 +648,182 @@ static void on_main_exit(void *data, pid_t pid, int status) {
  * spawn failure, and a success makes the service "started" once its
  * state has been entered (exec_pending_confirm).
  */
+static spawn_opts main_opts(const service *s, int out_fd) {
+    return (spawn_opts){
+        .argv = s->spec->argv, .envp = s->envp, .out_fd = out_fd,
+        .cwd = s->spec->cwd ? s->spec->cwd : s->sup->cfg->dir,
+        .has_user = s->has_user, .uid = s->uid, .gid = s->gid, .user = s->spec->user,
+        .rlimit_as = s->spec->resources.memory_max, .rlimit_nofile = s->spec->resources.nofile,
+    };
+}
+
+static void capture_output(service *s, int fd) {
+    if (s->out)
+        output_stream_detach(s->out);
+    s->out = NULL;
+    int r = output_stream_start(s->sup->loop, fd, &s->log, on_output, s, &s->out);
+    if (r < 0)
+        logf_svc(s, LOG_WARNING, "cannot capture output: %s", uv_strerror(r));
+}
+
+/* ---- parked children (spawn.h) ---- */
+
+static void on_parked_exit(void *data, pid_t pid, int status) {
+    service *s = data;
+    s->parked = false;
+    spawn_parked_forget(&s->park);
+    if (s->park_out_fd >= 0)
+        close(s->park_out_fd);
+    s->park_out_fd = -1;
+    if (status >= 0) {
+        char desc[96];
+        describe_status(status, desc, sizeof(desc));
+        s->park_failed = true; /* whatever ended it: do not park it again */
+        logf_svc(s, LOG_DEBUG, "parked process %d %s before its start; it will be spawned when due", (int)pid, desc);
+    }
+}
+
+static void service_unpark(service *s) {
+    if (!s->parked)
+        return;
+    reaper_unwatch(&s->sup->reaper, s->park.pid);
+    spawn_parked_cancel(&s->park);
+    if (s->park_out_fd >= 0)
+        close(s->park_out_fd);
+    s->park_out_fd = -1;
+    s->parked = false;
+}
+
+int service_park(service *s) {
+    if (s->parked || s->park_failed || s->exec_inflight || s->pid > 0)
+        return 0;
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+        s->park_failed = true;
+        return -errno;
+    }
+    spawn_opts o = main_opts(s, pipefd[1]);
+    const char *step = "park";
+    int r = spawn_park(&o, &s->park, &step);
+    close(pipefd[1]);
+    if (r == 0 && (r = reaper_watch(&s->sup->reaper, s->park.pid, on_parked_exit, s)) < 0)
+        spawn_parked_cancel(&s->park);
+    if (r < 0) {
+        close(pipefd[0]);
+        s->park_failed = true;
+        if (r != -ENOTSUP)
+            logf_svc(s, LOG_DEBUG, "not parked ahead (%s: %s); it will be spawned when due", step, strerror(-r));
+        return r;
+    }
+    s->park_out_fd = pipefd[0];
+    s->parked = true;
+    logf_svc(s, LOG_DEBUG, "parked pid %d ahead of its start", (int)s->park.pid);
+    return 0;
+}
+
+static void on_poll_closed(uv_handle_t *h) { free(h); }
+
+static void exec_poll_done(service *s) {
+    if (!s->exec_poll)
+        return;
+    uv_poll_stop(s->exec_poll);
+    uv_close((uv_handle_t *)s->exec_poll, on_poll_closed);
+    s->exec_poll = NULL;
+}
+
+static void exec_seen(service *s);
+
+/* Reads the released child's word; true once it is known (and then the
+ * poll and the child's memory are gone). */
+static bool exec_status_settle(service *s) {
+    const char *step = NULL;
+    int err = 0;
+    int r = spawn_parked_result(&s->park, &step, &err);
+    if (r == 0)
+        return false;
+    exec_poll_done(s);
+    spawn_parked_forget(&s->park);
+    s->exec_inflight = false;
+    if (r == 2 || r < 0) {
+        s->exec_failed = true;
+        if (r < 0)
+            snprintf(s->spawn_error, sizeof(s->spawn_error), "status of %s: %s", s->spec->argv[0], strerror(-r));
+        else
+            snprintf(s->spawn_error, sizeof(s->spawn_error), "%s %s: %s", step ? step : "exec", s->spec->argv[0],
+                     strerror(err));
+        if (r < 0 && s->pgid > 0)
+            kill_group(s, SIGKILL); /* it is told by its exit */
+    }
+    return true;
+}
+
+static void on_exec_status(uv_poll_t *h, int status, int events) {
+    (void)status;
+    (void)events;
+    service *s = h->data;
+    if (!exec_status_settle(s))
+        return;
+    if (!s->exec_failed)
+        exec_seen(s);
+    /* else: the child exits with 127; on_main_exit reports the failure */
+}
+
+/* A released parked child: 0, or -errno when it cannot be (it has been
+ * collected then, and the caller spawns directly). */
+static int release_parked(service *s) {
+    uv_poll_t *pl = malloc(sizeof(*pl));
+    if (!pl || uv_poll_init(s->sup->loop, pl, s->park.status_fd) < 0) {
+        free(pl);
+        service_unpark(s);
+        return -ENOMEM;
+    }
+    pl->data = s;
+    int r = spawn_release(&s->park);
+    if (r < 0) {
+        uv_close((uv_handle_t *)pl, on_poll_closed);
+        service_unpark(s);
+        return r;
+    }
+    pid_t pid = s->park.pid;
+    int out = s->park_out_fd;
+    s->park_out_fd = -1;
+    s->parked = false;
+    (void)reaper_rewatch(&s->sup->reaper, pid, on_main_exit, s);
+    guard_add(&s->sup->guard, pid);
+    s->pid = s->pgid = pid;
+    s->exec_inflight = true;
+    s->exec_poll = pl;
+    r = uv_poll_start(pl, UV_READABLE, on_exec_status);
+    if (r < 0) {
+        /* Cannot hear from it: wait for it here (it is exec'ing now). */
+        logf_svc(s, LOG_DEBUG, "poll on the exec status: %s", uv_strerror(r));
+        struct pollfd pfd = {.fd = s->park.status_fd, .events = POLLIN};
+        while (!exec_status_settle(s))
+            (void)poll(&pfd, 1, -1);
+    }
+    capture_output(s, out);
+    return 0;
+}
+
+/*
+ * Starts the main process.  spawn_process() returns once the child has
+ * exec'd (a CLONE_VM | CLONE_VFORK child, as posix_spawn: no page tables
+ * are copied, which is what made fork() cost ~0.6 ms per service for a
+ * tend of a few MB), so the outcome is known here: an exec failure is a
+ * spawn failure, and a success makes the service "started" once its
+ * state has been entered (exec_pending_confirm).  A parked child is
+ * released instead; its exec is seen on the loop (exec_seen), and a
+ * failure after the release comes with its exit (on_main_exit).
+ */
 static int spawn_main(service *s, char *err, size_t errlen) {
+    if (s->parked && release_parked(s) == 0)
+        return 0;
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         return -errno;
     }
-    spawn_opts o = {
-        .argv = s->spec->argv, .envp = s->envp, .out_fd = pipefd[1],
-        .cwd = s->spec->cwd ? s->spec->cwd : s->sup->cfg->dir,
-        .has_user = s->has_user, .uid = s->uid, .gid = s->gid, .user = s->spec->user,
-        .rlimit_as = s->spec->resources.memory_max, .rlimit_nofile = s->spec->resources.nofile,
-    };
+    spawn_opts o = main_opts(s, pipefd[1]);
     pid_t pid;
     const char *step = "exec";
     int r = spawn_process(&o, &pid, &step);
@@ -653,12 +844,7 @@ static int spawn_main(service *s, char *err, size_t errlen) {
     }
     s->pid = s->pgid = pid;
     s->exec_pending_confirm = true; /* confirmed once the state is entered */
-    if (s->out)
-        output_stream_detach(s->out);
-    s->out = NULL;
-    r = output_stream_start(s->sup->loop, pipefd[0], &s->log, on_output, s, &s->out);
-    if (r < 0)
-        logf_svc(s, LOG_WARNING, "cannot capture output: %s", uv_strerror(r));
+    capture_output(s, pipefd[0]);
     return 0;
 }
 
@@ -689,7 +875,8 @@ static void enter_starting(service *s, service_state from) {
     s->spawn_ms = now;
     if (!s->spawned_once)
         s->first_spawn_ms = now;
-    logf_svc(s, LOG_INFO, "spawned pid %d", (int)s->pid);
+    if (!s->exec_inflight)
+        logf_svc(s, LOG_INFO, "spawned pid %d", (int)s->pid);
     if (s->spec->watchdog_ms > 0)
         uv_timer_start(&s->watchdog, on_watchdog, (uint64_t)s->spec->watchdog_ms, 0);
     if (s->spec->has_live)
@@ -701,12 +888,19 @@ static void enter_starting(service *s, service_state from) {
     }
 }
 
+/* A released parked child has exec'd. */
+static void exec_seen(service *s) {
+    logf_svc(s, LOG_INFO, "spawned pid %d", (int)s->pid);
+    exec_confirmed(s);
+}
+
 /* The exec succeeded: the service is "started" (dependents waiting for
  * that may go), and its readiness stages begin. */
 static void exec_confirmed(service *s) {
     if (s->state != SVC_STARTING || s->pid <= 0)
         return;
     s->spawned_once = true;
+    supervisor_park_soon(s->sup);
     supervisor_reevaluate(s->sup, s);
     if (s->state == SVC_STARTING)
         begin_stage(s);
@@ -771,6 +965,8 @@ void service_dispatch(service *s, service_event e, const char *reason) {
     }
     service_state from = s->state;
     s->state = (service_state)next;
+    if (s->parked && s->state != SVC_PENDING && s->state != SVC_STARTING)
+        service_unpark(s); /* it will not start from here */
     if (from != s->state)
         supervisor_logf(s->sup, LOG_INFO, SVC_NAME(s), "state %s -> %s%s%s%s", service_state_name(from),
                         service_state_name(s->state), reason ? " (" : "", reason ? reason : "",
@@ -813,6 +1009,8 @@ int service_init(service *s, struct supervisor *sup, const tend_service_spec *sp
     histogram_init(&s->probe_seconds[0], histogram_latency_bounds, histogram_latency_n);
     histogram_init(&s->probe_seconds[1], histogram_latency_bounds, histogram_latency_n);
     s->log.fd = -1;
+    s->park_out_fd = -1;
+    s->park = (spawn_parked){.gate_fd = -1, .status_fd = -1};
     s->stages = calloc(spec->n_stages + 1, sizeof(stage_rt));
     if (!s->stages || restart_window_init(&s->window, spec->restart.max_attempts) < 0)
         return -ENOMEM;
@@ -910,6 +1108,20 @@ static void on_timer_closed(uv_handle_t *h) {
 }
 
 void service_close(service *s) {
+    service_unpark(s);
+    if (s->exec_inflight) {
+        /* Released, exec not seen, at teardown: collect it before its
+         * memory (in ours) goes. */
+        exec_poll_done(s);
+        if (s->park.pid > 0) {
+            int status;
+            (void)kill(s->park.pid, SIGKILL);
+            while (waitpid(s->park.pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        }
+        spawn_parked_forget(&s->park);
+        s->exec_inflight = false;
+    }
     stop_monitors(s);
     uv_timer_stop(&s->backoff);
     uv_timer_stop(&s->stop_timer);

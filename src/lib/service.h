@@ -23,6 +23,7 @@
 #include "notify.h"
 #include "output.h"
 #include "probe.h"
+#include "spawn.h"
 
 typedef enum service_state {
     SVC_STOPPED = 0,    /* not running, not wanted (initial, or stopped) */
@@ -161,6 +162,15 @@ typedef struct service {
     char last_error[512];
 
     bool exec_pending_confirm;      /* spawned; "started" once the state is entered */
+    /* Parked ahead of its start (spawn.h), while its dependencies finish. */
+    spawn_parked park;
+    bool parked;            /* park holds a child not released yet */
+    bool park_failed;       /* parking did not work for it: spawned when due */
+    int park_out_fd;        /* read end of the parked child's output pipe */
+    bool exec_inflight;     /* released; its exec not seen yet (exec_poll) */
+    bool exec_failed;       /* a step after the release failed (spawn_error) */
+    uv_poll_t *exec_poll;
+    char spawn_error[300];
     notify_socket *notify;
     char *notify_path;
     output_stream *out;
@@ -177,6 +187,10 @@ void service_free(service *s);
 /* Closes handles; the supervisor frees memory when the loop is done. */
 void service_close(service *s);
 void service_dispatch(service *s, service_event e, const char *reason);
+/* Clones the service's process ahead and parks it before its exec, so
+ * that its start is one write (spawn.h).  For a pending service whose
+ * dependencies are under way; 0 or -errno (then it is spawned directly). */
+int service_park(service *s);
 
 /* The stage to show: the one in progress while starting, the first
  * failing one after, else the last one; NULL without stages. */

@@ -264,6 +264,8 @@ static void finish(supervisor *sup, bool clean) {
         reaper_reap(&sup->reaper);
     uv_timer_stop(&sup->deadline);
     uv_close((uv_handle_t *)&sup->deadline, on_signal_close);
+    uv_timer_stop(&sup->park_timer);
+    uv_close((uv_handle_t *)&sup->park_timer, on_signal_close);
     for (size_t i = 0; i < sup->n; i++)
         service_close(&sup->services[i]);
     reaper_close(&sup->reaper);
@@ -319,6 +321,48 @@ void supervisor_reevaluate(supervisor *sup, service *s) {
             return;
     }
     check_started(sup);
+}
+
+/* ---- parking ahead (spawn.h) ---- */
+
+/*
+ * After an exec, parking waits this long, so that it does not compete for
+ * the CPU with the wave of processes still loading; a dependency ready
+ * sooner starts its dependents directly, as without parking.
+ */
+#define PARK_DELAY_MS 20
+#define PARK_MAX 64         /* parked processes at once */
+
+/* Pending, and each dependency under way: it is likely to start soon. */
+static bool park_worthwhile(const supervisor *sup, const service *s) {
+    if (!s->selected || !s->want_running || s->state != SVC_PENDING || s->parked || s->park_failed)
+        return false;
+    const graph *g = sup->graph;
+    for (size_t k = 0; k < g->n_deps[s->index]; k++) {
+        const service *d = &sup->services[g->deps[s->index][k]];
+        if (!d->spawned_once || d->state == SVC_FAILED || d->state == SVC_BLOCKED)
+            return false;
+    }
+    return true;
+}
+
+static void on_park_timer(uv_timer_t *t) {
+    supervisor *sup = t->data;
+    if (sup->phase != PHASE_STARTING && sup->phase != PHASE_STARTED)
+        return;
+    size_t parked = 0;
+    for (size_t i = 0; i < sup->n; i++)
+        parked += sup->services[i].parked;
+    for (size_t k = 0; k < sup->n && parked < PARK_MAX; k++) {
+        service *s = &sup->services[sup->graph->order[k]];
+        if (park_worthwhile(sup, s) && service_park(s) == 0)
+            parked++;
+    }
+}
+
+void supervisor_park_soon(supervisor *sup) {
+    if (sup->park_enabled && !sup->finishing && (sup->phase == PHASE_STARTING || sup->phase == PHASE_STARTED))
+        uv_timer_start(&sup->park_timer, on_park_timer, PARK_DELAY_MS, 0);
 }
 
 /* ---- construction ---- */
@@ -422,6 +466,11 @@ int supervisor_new(uv_loop_t *loop, const tend_config *cfg, char *const *selecte
     (void)spawn_request_short_slice();
     uv_timer_init(loop, &sup->deadline);
     sup->deadline.data = sup;
+    uv_timer_init(loop, &sup->park_timer);
+    sup->park_timer.data = sup;
+    /* TEND_PARK=0 turns parking off (to compare, or to rule it out). */
+    const char *park = getenv("TEND_PARK");
+    sup->park_enabled = spawn_can_park() && !(park && strcmp(park, "0") == 0);
 
     /* Abstract names are per network namespace, not per pid namespace:
      * the random part keeps two tends that are both pid 1 apart. */
@@ -489,6 +538,8 @@ fail_early:
         reaper_close(&sup->reaper);
     if (sup->deadline.loop)
         uv_close((uv_handle_t *)&sup->deadline, NULL);
+    if (sup->park_timer.loop)
+        uv_close((uv_handle_t *)&sup->park_timer, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     if (sup->lock_fd >= 0)
         close(sup->lock_fd);

@@ -55,6 +55,8 @@ typedef struct supervisor {
     http_client *http;
     probe_ctx probe_ctx;
     uv_timer_t deadline;
+    uv_timer_t park_timer;      /* parks pending services ahead (service_park) */
+    bool park_enabled;
     uv_signal_t sig_int, sig_term;
     int exit_code;
     /* Work of the owner that must end before shutdown completes (the task
@@ -108,6 +110,9 @@ void supervisor_on_state(supervisor *sup, service *s, service_state from, const 
 /* Re-evaluates s's dependents after a change that is not a state change
  * (its exec was confirmed: `started` is met). */
 void supervisor_reevaluate(supervisor *sup, service *s);
+/* A service has exec'd: park, a moment later, the pending services whose
+ * dependencies are now all under way. */
+void supervisor_park_soon(supervisor *sup);
 void supervisor_logf(supervisor *sup, int level, const char *svc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 double supervisor_random(supervisor *sup);
