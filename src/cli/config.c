@@ -218,39 +218,57 @@ _printf_(3, 4) static void error_at(ctx *c, const yaml_node_t *n, const char *fm
     error_add(c, line, col, msg);
 }
 
-/* Appends a formatted segment to the key path; returns the length to
- * restore with path_pop(). */
-_printf_(2, 3) static size_t path_push(ctx *c, const char *fmt, ...) {
-    size_t saved = c->path_len;
-    char *seg = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    int r = vasprintf(&seg, fmt, ap);
-    va_end(ap);
-    if (r < 0) {
-        c->oom = true;
-        return saved;
-    }
-    size_t n = (size_t)r;
+static void path_pop(ctx *c, size_t len);
+
+/* Appends n bytes to the key path; false when out of memory. */
+static bool path_append(ctx *c, const char *seg, size_t n) {
     if (c->path_len + n + 1 > c->path_cap) {
         size_t cap = MAX(c->path_cap * 2, c->path_len + n + 64);
         char *p = realloc(c->path, cap);
         if (!p) {
-            free(seg);
             c->oom = true;
-            return saved;
+            return false;
         }
         c->path = p;
         c->path_cap = cap;
     }
-    memcpy(c->path + c->path_len, seg, n + 1);
+    memcpy(c->path + c->path_len, seg, n);
     c->path_len += n;
-    free(seg);
+    c->path[c->path_len] = '\0';
+    return true;
+}
+
+/* Appends a formatted segment to the key path; returns the length to
+ * restore with path_pop().  (Every node visited pushes one: no
+ * allocation for the usual short segment.) */
+_printf_(2, 3) static size_t path_push(ctx *c, const char *fmt, ...) {
+    size_t saved = c->path_len;
+    char buf[128], *seg = buf;
+    va_list ap;
+    va_start(ap, fmt);
+    int r = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (r >= (int)sizeof(buf)) {
+        va_start(ap, fmt);
+        r = vasprintf(&seg, fmt, ap);
+        va_end(ap);
+    }
+    if (r < 0) {
+        c->oom = true;
+        return saved;
+    }
+    if (!path_append(c, seg, (size_t)r))
+        c->path_len = saved;
+    if (seg != buf)
+        free(seg);
     return saved;
 }
 
 static size_t path_push_key(ctx *c, const char *key) {
-    return path_push(c, c->path_len > 0 ? ".%s" : "%s", key);
+    size_t saved = c->path_len;
+    if ((saved > 0 && !path_append(c, ".", 1)) || !path_append(c, key, strlen(key)))
+        path_pop(c, saved);
+    return saved;
 }
 
 static void path_pop(ctx *c, size_t len) {
