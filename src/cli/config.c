@@ -26,6 +26,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -2360,67 +2361,209 @@ static void yaml_problem(ctx *c, const yaml_parser_t *p) {
     error_add(c, p->problem_mark.line + 1, p->problem_mark.column + 1, r < 0 ? NULL : msg);
 }
 
+/* A composer error (libyaml's wording for the same cases). */
+static void compose_error(ctx *c, const char *problem, yaml_mark_t mark, const char *context,
+                          const yaml_mark_t *context_mark) {
+    char *msg = NULL;
+    int r = context ? asprintf(&msg, "%s:%zu:%zu: invalid YAML: %s (%s at line %zu)", c->file, mark.line + 1,
+                               mark.column + 1, problem, context, context_mark->line + 1)
+                    : asprintf(&msg, "%s:%zu:%zu: invalid YAML: %s", c->file, mark.line + 1, mark.column + 1,
+                               problem);
+    error_add(c, mark.line + 1, mark.column + 1, r < 0 ? NULL : msg);
+}
+
+/* What the limits count over the whole stream, and one document's anchors. */
+typedef struct compose_state {
+    size_t anchors, aliases;
+    struct { char *name; int node; yaml_mark_t mark; } anchor[CONFIG_MAX_ANCHORS];
+    size_t n_anchor;
+} compose_state;
+
+typedef struct compose_frame {
+    int node;
+    int key;                /* a mapping's key waiting for its value, 0: none */
+} compose_frame;
+
+static int compose_attach(yaml_document_t *doc, compose_frame *top, int node) {
+    if (!top)
+        return 1; /* the root: the first node added */
+    yaml_node_t *parent = yaml_document_get_node(doc, top->node);
+    if (parent->type == YAML_SEQUENCE_NODE)
+        return yaml_document_append_sequence_item(doc, top->node, node);
+    if (!top->key) {
+        top->key = node;
+        return 1;
+    }
+    int r = yaml_document_append_mapping_pair(doc, top->node, top->key, node);
+    top->key = 0;
+    return r;
+}
+
+static const yaml_char_t *compose_tag(const yaml_char_t *tag, const char *dflt) {
+    return !tag || strcmp((const char *)tag, "!") == 0 ? (const yaml_char_t *)dflt : tag;
+}
+
 /*
- * libyaml's scanner does work proportional to the flow nesting depth for
- * every token, so "[[[[..." is quadratic, and its loader looks anchors up
- * in a list, so many anchors and aliases are quadratic too.  A first pass
- * over the events stops at the limits; syntax errors are left for the real
- * load to report.  Returns 0 (a limit hit is recorded as an error), or
- * -ENOMEM.
+ * One document from the parser's events, built as yaml_parser_load()
+ * builds it (nodes in the same order, the same marks, anchors registered
+ * where their node starts), while checking the limits: libyaml's scanner
+ * does work proportional to the flow nesting depth for every token, so
+ * "[[[[..." is quadratic, and its loader looks anchors up in a list.  One
+ * pass over the text instead of a checking pass and a load.
+ *
+ * Returns 1 with *doc initialized (no root node once the stream has
+ * ended), 0 when an error was recorded (syntax, limit, alias), or -ENOMEM;
+ * *doc is only to be deleted after 1.
  */
-static int check_limits(ctx *c, const char *text, size_t len) {
-    yaml_parser_t parser;
-    yaml_event_t event;
-    int depth = 0, r = 0;
-    size_t anchors = 0, aliases = 0;
-    if (!yaml_parser_initialize(&parser))
-        return -ENOMEM;
-    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+static int compose(ctx *c, yaml_parser_t *p, compose_state *st, yaml_document_t *doc) {
+    compose_frame stack[CONFIG_MAX_DEPTH + 1];
+    int depth = 0, r = -ENOMEM;
+    bool have_doc = false;
+    for (size_t i = 0; i < st->n_anchor; i++)
+        free(st->anchor[i].name);
+    st->n_anchor = 0;
     for (;;) {
-        if (!yaml_parser_parse(&parser, &event)) {
-            if (parser.error == YAML_MEMORY_ERROR || parser.error == YAML_NO_ERROR)
-                r = -ENOMEM;
-            break;
+        yaml_event_t ev;
+        if (!yaml_parser_parse(p, &ev)) {
+            /* libyaml fails some allocations without setting p->error. */
+            if (p->error == YAML_MEMORY_ERROR || p->error == YAML_NO_ERROR)
+                goto fail;
+            yaml_problem(c, p);
+            r = 0;
+            goto fail;
         }
-        yaml_event_type_t type = event.type;
-        const yaml_char_t *anchor = type == YAML_SCALAR_EVENT ? event.data.scalar.anchor
-                                    : type == YAML_SEQUENCE_START_EVENT
-                                        ? event.data.sequence_start.anchor
-                                    : type == YAML_MAPPING_START_EVENT
-                                        ? event.data.mapping_start.anchor
-                                        : NULL;
+        yaml_event_type_t type = ev.type;
+        if (type == YAML_NO_EVENT || type == YAML_STREAM_END_EVENT) {
+            yaml_event_delete(&ev);
+            if (!have_doc && !yaml_document_initialize(doc, NULL, NULL, NULL, 1, 1))
+                goto fail;
+            return 1;
+        }
+        if (type == YAML_STREAM_START_EVENT) {
+            yaml_event_delete(&ev);
+            continue;
+        }
+        if (type == YAML_DOCUMENT_START_EVENT) {
+            if (!yaml_document_initialize(doc, NULL, NULL, NULL, ev.data.document_start.implicit, 1)) {
+                yaml_event_delete(&ev);
+                goto fail;
+            }
+            have_doc = true;
+            doc->start_mark = ev.start_mark;
+            yaml_event_delete(&ev);
+            continue;
+        }
+        if (type == YAML_DOCUMENT_END_EVENT) {
+            doc->end_implicit = ev.data.document_end.implicit;
+            doc->end_mark = ev.end_mark;
+            yaml_event_delete(&ev);
+            return 1;
+        }
+        compose_frame *top = depth > 0 ? &stack[depth - 1] : NULL;
+        if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT) {
+            if (top)
+                yaml_document_get_node(doc, top->node)->end_mark = ev.end_mark;
+            depth--;
+            yaml_event_delete(&ev);
+            continue;
+        }
+
+        /* The limits, as the events come. */
+        const yaml_char_t *anchor = type == YAML_SCALAR_EVENT           ? ev.data.scalar.anchor
+                                    : type == YAML_SEQUENCE_START_EVENT ? ev.data.sequence_start.anchor
+                                    : type == YAML_MAPPING_START_EVENT  ? ev.data.mapping_start.anchor
+                                                                        : NULL;
         const char *what = NULL, *unit = "";
         int limit = 0;
-        if (anchor && ++anchors > CONFIG_MAX_ANCHORS) {
+        if (anchor && ++st->anchors > CONFIG_MAX_ANCHORS) {
             what = "too many anchors (at most";
             limit = CONFIG_MAX_ANCHORS;
-        } else if (type == YAML_ALIAS_EVENT && ++aliases > CONFIG_MAX_ALIASES) {
+        } else if (type == YAML_ALIAS_EVENT && ++st->aliases > CONFIG_MAX_ALIASES) {
             what = "too many aliases (at most";
             limit = CONFIG_MAX_ALIASES;
         } else if ((type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) &&
-                   ++depth > CONFIG_MAX_DEPTH) {
+                   depth + 1 > CONFIG_MAX_DEPTH) {
             what = "nesting is too deep (more than";
             unit = " levels";
             limit = CONFIG_MAX_DEPTH;
         }
         if (what) {
             char *msg = NULL;
-            size_t line = event.start_mark.line + 1, col = event.start_mark.column + 1;
-            if (asprintf(&msg, "%s:%zu:%zu: %s %d%s)", c->file, line, col, what, limit,
-                         unit) < 0)
+            size_t line = ev.start_mark.line + 1, col = ev.start_mark.column + 1;
+            if (asprintf(&msg, "%s:%zu:%zu: %s %d%s)", c->file, line, col, what, limit, unit) < 0)
                 msg = NULL;
             error_add(c, line, col, msg);
-            yaml_event_delete(&event);
-            break;
+            yaml_event_delete(&ev);
+            r = 0;
+            goto fail;
         }
-        if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT)
-            depth--;
-        yaml_event_delete(&event);
-        if (type == YAML_STREAM_END_EVENT)
-            break;
+
+        int node = 0;
+        if (type == YAML_ALIAS_EVENT) {
+            for (size_t i = 0; i < st->n_anchor && !node; i++)
+                if (strcmp(st->anchor[i].name, (const char *)ev.data.alias.anchor) == 0)
+                    node = st->anchor[i].node;
+            if (!node) {
+                compose_error(c, "found undefined alias", ev.start_mark, NULL, NULL);
+                yaml_event_delete(&ev);
+                r = 0;
+                goto fail;
+            }
+        } else {
+            if (type == YAML_SCALAR_EVENT)
+                node = yaml_document_add_scalar(doc, (yaml_char_t *)compose_tag(ev.data.scalar.tag, YAML_DEFAULT_SCALAR_TAG),
+                                                ev.data.scalar.value, (int)MIN(ev.data.scalar.length, (size_t)INT_MAX),
+                                                ev.data.scalar.style);
+            else if (type == YAML_SEQUENCE_START_EVENT)
+                node = yaml_document_add_sequence(doc, (yaml_char_t *)compose_tag(ev.data.sequence_start.tag, YAML_DEFAULT_SEQUENCE_TAG),
+                                                  ev.data.sequence_start.style);
+            else
+                node = yaml_document_add_mapping(doc, (yaml_char_t *)compose_tag(ev.data.mapping_start.tag, YAML_DEFAULT_MAPPING_TAG),
+                                                 ev.data.mapping_start.style);
+            if (!node) {
+                yaml_event_delete(&ev);
+                goto fail;
+            }
+            yaml_node_t *n = yaml_document_get_node(doc, node);
+            n->start_mark = ev.start_mark;
+            n->end_mark = ev.end_mark;
+            if (anchor) {
+                for (size_t i = 0; i < st->n_anchor; i++) {
+                    if (strcmp(st->anchor[i].name, (const char *)anchor) == 0) {
+                        compose_error(c, "second occurrence", ev.start_mark, "found duplicate anchor; first occurrence",
+                                      &st->anchor[i].mark);
+                        yaml_event_delete(&ev);
+                        r = 0;
+                        goto fail;
+                    }
+                }
+                char *name = strdup((const char *)anchor);
+                if (!name) {
+                    yaml_event_delete(&ev);
+                    goto fail;
+                }
+                st->anchor[st->n_anchor].name = name;
+                st->anchor[st->n_anchor].node = node;
+                st->anchor[st->n_anchor].mark = ev.start_mark;
+                st->n_anchor++;
+            }
+        }
+        yaml_event_delete(&ev);
+        if (!compose_attach(doc, top, node))
+            goto fail;
+        if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT)
+            stack[depth++] = (compose_frame){.node = node};
     }
-    yaml_parser_delete(&parser);
+fail:
+    if (have_doc)
+        yaml_document_delete(doc);
     return r;
+}
+
+static void compose_state_done(compose_state *st) {
+    for (size_t i = 0; i < st->n_anchor; i++)
+        free(st->anchor[i].name);
+    st->n_anchor = 0;
 }
 
 int config_load_string(const char *path, const char *text, size_t len,
@@ -2431,6 +2574,7 @@ int config_load_string(const char *path, const char *text, size_t len,
     yaml_document_t doc, extra;
     bool have_parser = false, have_doc = false;
     top_ctx tc = {0};
+    compose_state cs = {0};
     int r;
 
     cfg = calloc(1, sizeof(*cfg));
@@ -2453,43 +2597,32 @@ int config_load_string(const char *path, const char *text, size_t len,
         error_at(&c, NULL, "file is too large (more than 4 MiB)");
         goto check;
     }
-    r = check_limits(&c, text, len);
-    if (r < 0)
-        goto finish;
-    if (c.n_errors > 0)
-        goto check;
     if (!yaml_parser_initialize(&parser)) {
         r = -ENOMEM;
         goto finish;
     }
     have_parser = true;
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-    /* libyaml fails some allocations without setting parser.error. */
-    if (!yaml_parser_load(&parser, &doc)) {
-        if (parser.error == YAML_MEMORY_ERROR || parser.error == YAML_NO_ERROR) {
-            r = -ENOMEM;
-            goto finish;
-        }
-        yaml_problem(&c, &parser);
+    r = compose(&c, &parser, &cs, &doc);
+    if (r < 0)
+        goto finish;
+    if (r == 0)
         goto check;
-    }
     have_doc = true;
     c.doc = &doc;
 
     /* A second document is a mistake, not something to ignore. */
-    if (!yaml_parser_load(&parser, &extra)) {
-        if (parser.error == YAML_MEMORY_ERROR || parser.error == YAML_NO_ERROR) {
-            r = -ENOMEM;
-            goto finish;
-        }
-        yaml_problem(&c, &parser);
-    } else {
+    r = compose(&c, &parser, &cs, &extra);
+    if (r < 0)
+        goto finish;
+    if (r > 0) {
         yaml_node_t *root = yaml_document_get_root_node(&extra);
         if (root)
             error_at(&c, root, "only one YAML document is allowed (remove the \"---\" "
                                "separator)");
         yaml_document_delete(&extra);
     }
+    r = 0;
 
     walk(&c, cfg, &tc);
 
@@ -2538,6 +2671,7 @@ finish:
         yaml_document_delete(&doc);
     if (have_parser)
         yaml_parser_delete(&parser);
+    compose_state_done(&cs);
     ctx_done(&c);
     return r;
 }
