@@ -533,15 +533,50 @@ bool spawn_can_park(void) {
 #endif
 }
 
+/*
+ * The mappings of children that have exec'd are kept for the next ones
+ * (a wave parks and releases ten at a time): an munmap of pages a child
+ * touched flushes the TLBs of every CPU tend ran on, an interrupt to each
+ * that a virtual machine pays dearly for.
+ */
+#define PARK_POOL 16
+static void *park_pool[PARK_POOL];
+static size_t park_pool_n;
+static pthread_mutex_t park_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+
+#ifdef SPAWN_CAN_PARK
+static void *park_mem_get(void) {
+    void *m = NULL;
+    pthread_mutex_lock(&park_pool_lock);
+    if (park_pool_n > 0)
+        m = park_pool[--park_pool_n];
+    pthread_mutex_unlock(&park_pool_lock);
+    if (m)
+        return m;
+    m = mmap(NULL, SPAWN_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    return m == MAP_FAILED ? NULL : m;
+}
+#endif
+
+static void park_mem_put(void *m) {
+    /* Under AddressSanitizer the frames the child left stay poisoned. */
+    SPAWN_UNPOISON(m, SPAWN_STACK);
+    pthread_mutex_lock(&park_pool_lock);
+    bool kept = park_pool_n < PARK_POOL;
+    if (kept)
+        park_pool[park_pool_n++] = m;
+    pthread_mutex_unlock(&park_pool_lock);
+    if (!kept)
+        munmap(m, SPAWN_STACK);
+}
+
 static void parked_clear(spawn_parked *p) {
     if (p->gate_fd >= 0)
         close(p->gate_fd);
     if (p->status_fd >= 0)
         close(p->status_fd);
-    if (p->mem) {
-        SPAWN_UNPOISON(p->mem, p->mem_size);
-        munmap(p->mem, p->mem_size);
-    }
+    if (p->mem)
+        park_mem_put(p->mem);
     *p = (spawn_parked){.pid = 0, .gate_fd = -1, .status_fd = -1};
 }
 
@@ -579,9 +614,8 @@ int spawn_park(const spawn_opts *o, spawn_parked *p, const char **ret_step) {
     p->gate_fd = gate[0];
     p->status_fd = status[0];
     p->mem_size = SPAWN_STACK;
-    p->mem = mmap(NULL, p->mem_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (p->mem == MAP_FAILED) {
-        p->mem = NULL;
+    p->mem = park_mem_get();
+    if (!p->mem) {
         close(gate[1]);
         close(status[1]);
         parked_clear(p);
