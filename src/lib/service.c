@@ -816,6 +816,9 @@ static int release_parked(service *s) {
  * failure after the release comes with its exit (on_main_exit).
  */
 static int spawn_main(service *s, char *err, size_t errlen) {
+    int r = service_open_notify(s, err, errlen);
+    if (r < 0)
+        return r;
     if (s->parked && release_parked(s) == 0)
         return 0;
     int pipefd[2];
@@ -826,7 +829,7 @@ static int spawn_main(service *s, char *err, size_t errlen) {
     spawn_opts o = main_opts(s, pipefd[1]);
     pid_t pid;
     const char *step = "exec";
-    int r = spawn_process(&o, &pid, &step);
+    r = spawn_process(&o, &pid, &step);
     close(pipefd[1]);
     if (r < 0) {
         close(pipefd[0]);
@@ -1071,6 +1074,16 @@ oom:
     return -ENOMEM;
 }
 
+int service_open_notify(service *s, char *err, size_t errlen) {
+    if (!s->notify_path || s->notify)
+        return 0;
+    int r = notify_socket_open(s->sup->loop, s->notify_path, s->has_user ? s->uid : (uid_t)-1, on_notify,
+                               notify_pgid, s, &s->notify);
+    if (r < 0)
+        snprintf(err, errlen, "service %s: notify socket %s: %s", s->spec->name, s->notify_path, strerror(-r));
+    return r;
+}
+
 int service_open(service *s, char *err, size_t errlen) {
     const tend_service_spec *spec = s->spec;
     const tend_config *cfg = s->sup->cfg;
@@ -1083,14 +1096,12 @@ int service_open(service *s, char *err, size_t errlen) {
         }
         s->has_user = true;
     }
-    if (s->notify_path) {
-        const char *p = s->notify_path;
-        int r = notify_socket_open(s->sup->loop, p, s->has_user ? s->uid : (uid_t)-1, on_notify,
-                                   notify_pgid, s, &s->notify);
-        if (r < 0) {
-            snprintf(err, errlen, "service %s: notify socket %s: %s", spec->name, p, strerror(-r));
+    /* A service that waits for others gets its socket after the first
+     * ones have started (service_open_notify()). */
+    if (spec->n_deps == 0) {
+        int r = service_open_notify(s, err, errlen);
+        if (r < 0)
             return r;
-        }
     }
     char path[4200];
     snprintf(path, sizeof(path), "%s/logs/%s.log", cfg->state_dir, spec->name);

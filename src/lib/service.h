@@ -182,6 +182,9 @@ int service_init(service *s, struct supervisor *sup, const tend_service_spec *sp
 /* Opens the notify socket and log file, resolves the user.  0 or -errno
  * with a message in err. */
 int service_open(service *s, char *err, size_t errlen);
+/* The notify socket, if the service has one and it is not open yet
+ * (service_open() leaves it to later for a service with dependencies). */
+int service_open_notify(service *s, char *err, size_t errlen);
 /* Releases memory once the loop has closed the handles. */
 void service_free(service *s);
 /* Closes handles; the supervisor frees memory when the loop is done. */

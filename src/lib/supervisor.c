@@ -577,6 +577,14 @@ int supervisor_start(supervisor *sup) {
         if (sup->phase != PHASE_STARTING && sup->phase != PHASE_STARTED)
             return 0;
     }
+    /* The first services are on their way: now the other notify sockets
+     * (a failure here is told again, as a spawn failure, when it is due). */
+    for (size_t i = 0; i < sup->n; i++) {
+        service *s = &sup->services[i];
+        char err[512];
+        if (s->selected && service_open_notify(s, err, sizeof(err)) < 0)
+            supervisor_logf(sup, LOG_ERR, s->spec->name, "%s", err);
+    }
     check_started(sup);
     return 0;
 }
