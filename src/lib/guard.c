@@ -66,6 +66,7 @@ static void guard_main(int rfd) {
     if (!clean)
         for (size_t k = 0; k < n; k++)
             kill(-groups[k], SIGKILL);
+    free(groups);
     _exit(0);
 }
 

@@ -525,9 +525,27 @@ static int park_main(void *arg) {
 }
 #endif /* SPAWN_CAN_PARK */
 
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define SPAWN_HAVE_VALGRIND_H 1
+#endif
+#endif
+
+/* Valgrind runs only the clones that are a fork, a vfork or a thread; it
+ * ends the process at any other. */
+static bool under_valgrind(void) {
+#ifdef SPAWN_HAVE_VALGRIND_H
+    if (RUNNING_ON_VALGRIND)
+        return true;
+#endif
+    const char *pre = getenv("LD_PRELOAD");
+    return pre && strstr(pre, "vgpreload");
+}
+
 bool spawn_can_park(void) {
 #ifdef SPAWN_CAN_PARK
-    return true;
+    return !under_valgrind();
 #else
     return false;
 #endif
@@ -588,6 +606,8 @@ int spawn_park(const spawn_opts *o, spawn_parked *p, const char **ret_step) {
     (void)o;
     return -ENOTSUP;
 #else
+    if (!spawn_can_park())
+        return -ENOTSUP;
     if (!o->argv || !o->argv[0])
         return -EINVAL;
     size_t argc = 0;
