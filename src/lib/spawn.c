@@ -308,12 +308,25 @@ int spawn_process(const spawn_opts *o, pid_t *ret_pid, const char **ret_step) {
 
 #ifdef SPAWN_CAN_PARK
 /*
+ * Not instrumented: after its word a parked child runs beside the loop
+ * thread, and a sanitizer runtime entered from it (a use-after-return
+ * fake stack, a report) would use that thread's state.
+ */
+#if defined(__clang__)
+#define PARKED_CODE __attribute__((no_sanitize("address", "undefined")))
+#elif defined(__GNUC__)
+#define PARKED_CODE __attribute__((no_sanitize_address, no_sanitize_undefined))
+#else
+#define PARKED_CODE
+#endif
+
+/*
  * A parked child shares tend's memory while tend runs on, so after it has
  * told tend it is parked it must not touch errno: that is the loop
  * thread's (the child runs with its TLS).  These go to the kernel
  * directly and return -errno.
  */
-static inline long raw_syscall(long n, long a, long b, long c, long d) {
+PARKED_CODE static inline long raw_syscall(long n, long a, long b, long c, long d) {
 #if defined(__x86_64__)
     register long r10 __asm__("r10") = d;
     long ret;
@@ -351,28 +364,28 @@ typedef struct park_args {
     char *sh_argv[];        /* argc + 2: /bin/sh, the file, argv[1..], NULL */
 } park_args;
 
-static size_t raw_strlen(const char *s) {
+PARKED_CODE static size_t raw_strlen(const char *s) {
     size_t n = 0;
     while (s[n])
         n++;
     return n;
 }
 
-static bool has_slash(const char *s) {
+PARKED_CODE static bool has_slash(const char *s) {
     for (; *s; s++)
         if (*s == '/')
             return true;
     return false;
 }
 
-static void raw_report(int step, long err) {
+PARKED_CODE static void raw_report(int step, long err) {
     int msg[2] = {step, (int)-err};
     (void)raw_syscall(SYS_write, PARK_STATUS_FD, (long)msg, sizeof(msg), 0);
 }
 
 /* One candidate: exec it (check: only whether it could be), with
  * execvp(3)'s fallback of /bin/sh for a file without an exec format. */
-static long try_file(park_args *a, const char *file, bool check) {
+PARKED_CODE static long try_file(park_args *a, const char *file, bool check) {
     if (check)
         return raw_syscall(SYS_faccessat, AT_FDCWD, (long)file, X_OK, 0);
     long r = raw_syscall(SYS_execve, (long)file, (long)a->argv, (long)a->envp, 0);
@@ -391,7 +404,7 @@ static long try_file(park_args *a, const char *file, bool check) {
 /* execvp(3)'s search (glibc's rules: an empty PATH entry is the current
  * directory; EACCES is remembered and the search goes on; errors other
  * than "not there" end it), with raw system calls.  Returns -errno. */
-static long search_exec(park_args *a, bool check) {
+PARKED_CODE static long search_exec(park_args *a, bool check) {
     const char *file = a->argv[0];
     if (has_slash(file))
         return try_file(a, file, check);
@@ -432,7 +445,7 @@ static void park_fail(park_args *a, int step) {
     _exit(127);
 }
 
-static int park_main(void *arg) {
+PARKED_CODE static int park_main(void *arg) {
     park_args *a = arg;
     const spawn_opts *o = a->c.o;
     /*
