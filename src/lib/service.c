@@ -640,14 +640,6 @@ static void on_main_exit(void *data, pid_t pid, int status) {
     service_dispatch(s, ev, desc);
 }
 
-/*
- * Starts the main process.  spawn_process() returns once the child has
- * exec'd (a CLONE_VM | CLONE_VFORK child, as posix_spawn: no page tables
- * are copied, which is what made fork() cost ~0.6 ms per service for a
- * tend of a few MB), so the outcome is known here: an exec failure is a
- * spawn failure, and a success makes the service "started" once its
- * state has been entered (exec_pending_confirm).
- */
 static spawn_opts main_opts(const service *s, int out_fd) {
     return (spawn_opts){
         .argv = s->spec->argv, .envp = s->envp, .out_fd = out_fd,
@@ -800,6 +792,8 @@ static int release_parked(service *s) {
         struct pollfd pfd = {.fd = s->park.status_fd, .events = POLLIN};
         while (!exec_status_settle(s))
             (void)poll(&pfd, 1, -1);
+        if (!s->exec_failed)
+            s->exec_pending_confirm = true; /* as for a direct spawn */
     }
     capture_output(s, out);
     return 0;
@@ -893,6 +887,8 @@ static void enter_starting(service *s, service_state from) {
 
 /* A released parked child has exec'd. */
 static void exec_seen(service *s) {
+    if (s->pid <= 0)
+        return; /* its exit came first and was handled as such */
     logf_svc(s, LOG_INFO, "spawned pid %d", (int)s->pid);
     exec_confirmed(s);
 }

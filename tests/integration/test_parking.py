@@ -220,6 +220,33 @@ def test_parked_blocked_by_failure():
     assert t.stop() == 0
 
 
+def test_parked_oneshot_exits_at_once():
+    """A parked oneshot that exits the moment it runs (its exit may reach
+    tend before its exec is seen): it is spawned, completes, and its
+    dependent starts."""
+    require_parking()
+    t = Tend('''
+        services:
+          a:
+            command: {a}
+            ready: {notify: true, timeout: 20s}
+          once:
+            command: ["/bin/true"]
+            oneshot: true
+            depends_on: {a: ready}
+          after:
+            command: {after}
+            depends_on: {once: completed}
+        ''',
+        a=cmd("--notify", "--ready-delay", "%.1f" % slow(1.0), name="a"),
+        after=cmd(name="after"))
+    parked = wait_parked(t, 1)
+    t.wait_state("once", "completed", timeout=slow(20))
+    assert t.spawned_pids("once") == parked, (t.spawned_pids("once"), parked)
+    t.wait_state("after", "ready", timeout=slow(20))
+    assert t.stop() == 0
+
+
 def test_parking_off():
     """TEND_PARK=0: nothing is parked, the start is the same."""
     t = Tend('''
@@ -247,5 +274,6 @@ if __name__ == "__main__":
         test_parked_process_killed,
         test_shutdown_while_parked,
         test_parked_blocked_by_failure,
+        test_parked_oneshot_exits_at_once,
         test_parking_off,
     ])
