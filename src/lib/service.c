@@ -770,8 +770,11 @@ static int release_parked(service *s) {
         return -ENOMEM;
     }
     pl->data = s;
-    int r = spawn_release(&s->park);
+    const char *step = "release";
+    int r = spawn_release(&s->park, &step);
     if (r < 0) {
+        logf_svc(s, LOG_DEBUG, "parked process %d cannot start (%s: %s); spawning it directly", (int)s->park.pid,
+                 step, strerror(-r));
         uv_close((uv_handle_t *)pl, on_poll_closed);
         service_unpark(s);
         return r;

@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <pthread.h>
@@ -350,7 +351,7 @@ PARKED_CODE static inline long raw_syscall(long n, long a, long b, long c, long 
 
 /* At the start of the child's mapping; its stack grows down from the end. */
 typedef struct park_args {
-    child_args c;           /* setup: o is NULL past the park */
+    child_args c;           /* parent and ngroups (o is not used) */
     char *const *argv;
     char *const *envp;
     const char *cwd;
@@ -358,6 +359,10 @@ typedef struct park_args {
     uid_t uid;
     gid_t gid;
     int gate_fd, status_fd; /* before the move to 3 and 4 */
+    int out_fd, in_fd;
+    uint64_t rlimit_as, rlimit_nofile;
+    bool reset_slice;       /* the scheduler's default slice back (spawn.h) */
+    int nice;
     gid_t groups[SPAWN_MAX_GROUPS];
     char path[PARK_PATH_MAX];   /* PATH, as execvp(3) searches it */
     char name[PARK_NAME_MAX];   /* a candidate file */
@@ -439,70 +444,94 @@ PARKED_CODE static long search_exec(park_args *a, bool check) {
     return eacces ? -EACCES : -ENOENT;
 }
 
-static void park_fail(park_args *a, int step) {
-    int msg[2] = {step, errno};
-    (void)!write(a->status_fd, msg, sizeof(msg));
-    _exit(127);
+/* A failed step: told on the status pipe (the fd it has then), exit. */
+PARKED_CODE static void park_fail(park_args *a, int step, long err) {
+    int msg[2] = {step, (int)-err};
+    (void)raw_syscall(SYS_write, a->status_fd, (long)msg, sizeof(msg), 0);
+    (void)raw_syscall(SYS_exit_group, 127, 0, 0, 0);
 }
 
+/* dup2(2) with raw calls: from == to keeps it, without close-on-exec. */
+PARKED_CODE static long raw_dup_to(int from, int to) {
+    if (from == to)
+        return raw_syscall(SYS_fcntl, to, F_SETFD, 0, 0);
+    return raw_syscall(SYS_dup3, from, to, 0, 0);
+}
+
+PARKED_CODE static long raw_setrlimit(int resource, uint64_t v) {
+    uint64_t rl[2] = {v, v}; /* struct rlimit64 */
+    return raw_syscall(SYS_prlimit64, 0, resource, (long)rl, 0);
+}
+
+/*
+ * The child.  It runs beside tend from the start (tend does not wait for
+ * it), in tend's memory and with the loop thread's TLS: raw system calls
+ * only, and nothing written but its own mapping.  First what does not
+ * depend on the moment of the exec, then its word ("parked", or the step
+ * that failed), then the wait.  Signals stay blocked until the exec.
+ */
 PARKED_CODE static int park_main(void *arg) {
     park_args *a = arg;
-    const spawn_opts *o = a->c.o;
-    /*
-     * Setup, while tend waits for our word (so libc and errno may be
-     * used): everything that does not depend on the moment of the exec.
-     * Signals stay blocked while parked.
-     */
-    if (setpgid(0, 0) < 0)
-        park_fail(a, STEP_SETPGID);
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-        park_fail(a, STEP_PDEATHSIG);
-    if (getppid() != a->c.parent)
-        _exit(127);
-    struct sigaction dfl = {.sa_handler = SIG_DFL};
-    sigemptyset(&dfl.sa_mask);
+    long r;
+    if ((r = raw_syscall(SYS_setpgid, 0, 0, 0, 0)) < 0)
+        park_fail(a, STEP_SETPGID, r);
+    if ((r = raw_syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0)) < 0)
+        park_fail(a, STEP_PDEATHSIG, r);
+    if (raw_syscall(SYS_getppid, 0, 0, 0, 0) != a->c.parent)
+        (void)raw_syscall(SYS_exit_group, 127, 0, 0, 0);
+    /* Default dispositions: the kernel's struct sigaction, all zero. */
+    uint64_t dfl[4] = {0, 0, 0, 0};
     for (int sig = 1; sig < NSIG; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
-            (void)sigaction(sig, &dfl, NULL);
-    if (short_slice)
-        (void)set_slice(0);
-    (void)prctl(PR_SET_NAME, "tend-parked", 0, 0, 0);
-    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-    int out = o->out_fd >= 0 ? o->out_fd : devnull;
-    int in = o->in_fd > 2 ? o->in_fd : devnull;
-    if (devnull < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
-        park_fail(a, STEP_DUP);
+            (void)raw_syscall(SYS_rt_sigaction, sig, (long)dfl, 0, 8);
+    if (a->reset_slice) {
+        sched_attr_v0 at = {.size = sizeof(at), .policy = SCHED_OTHER, .nice = a->nice};
+        (void)raw_syscall(SYS_sched_setattr, 0, (long)&at, 0, 0);
+    }
+    (void)raw_syscall(SYS_prctl, PR_SET_NAME, (long)"tend-parked", 0, 0);
+    long devnull = raw_syscall(SYS_openat, AT_FDCWD, (long)"/dev/null", O_RDWR | O_CLOEXEC, 0);
+    if (devnull < 0)
+        park_fail(a, STEP_DUP, devnull);
+    int out = a->out_fd >= 0 ? a->out_fd : (int)devnull;
+    int in = a->in_fd > 2 ? a->in_fd : (int)devnull;
     /* The gate and the status pipe become 3 and 4 (close-on-exec), by way
-     * of numbers above both so that neither overwrites the other. */
-    int g = fcntl(a->gate_fd, F_DUPFD_CLOEXEC, 10), st = fcntl(a->status_fd, F_DUPFD_CLOEXEC, 10);
-    if (g < 0 || st < 0 || dup3(g, PARK_GATE_FD, O_CLOEXEC) < 0 || dup3(st, PARK_STATUS_FD, O_CLOEXEC) < 0)
-        park_fail(a, STEP_DUP);
-    a->gate_fd = PARK_GATE_FD;
+     * of numbers above every other so that nothing overwrites them. */
+    long g = raw_syscall(SYS_fcntl, a->gate_fd, F_DUPFD_CLOEXEC, 10, 0);
+    long st = raw_syscall(SYS_fcntl, a->status_fd, F_DUPFD_CLOEXEC, 10, 0);
+    if (st >= 0)
+        a->status_fd = (int)st;
+    if (g < 0 || st < 0)
+        park_fail(a, STEP_DUP, g < 0 ? g : st);
+    if ((r = raw_dup_to(in, 0)) < 0 || (r = raw_dup_to(out, 1)) < 0 || (r = raw_dup_to(out, 2)) < 0)
+        park_fail(a, STEP_DUP, r);
+    if ((r = raw_syscall(SYS_dup3, st, PARK_STATUS_FD, O_CLOEXEC, 0)) < 0)
+        park_fail(a, STEP_DUP, r);
     a->status_fd = PARK_STATUS_FD;
-    close_all_fds(PARK_STATUS_FD + 1);
-    if (o->rlimit_as) {
-        struct rlimit rl = {o->rlimit_as, o->rlimit_as};
-        if (setrlimit(RLIMIT_AS, &rl) < 0)
-            park_fail(a, STEP_RLIMIT);
+    if ((r = raw_syscall(SYS_dup3, g, PARK_GATE_FD, O_CLOEXEC, 0)) < 0)
+        park_fail(a, STEP_DUP, r);
+    a->gate_fd = PARK_GATE_FD;
+#ifdef SYS_close_range
+    if (raw_syscall(SYS_close_range, PARK_STATUS_FD + 1, ~0U, 0, 0) < 0)
+#endif
+    {
+        uint64_t lim[2] = {1024, 1024};
+        (void)raw_syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, 0, (long)lim);
+        for (uint64_t fd = PARK_STATUS_FD + 1; fd < lim[0] && fd < 65536; fd++)
+            (void)raw_syscall(SYS_close, (long)fd, 0, 0, 0);
     }
-    if (o->rlimit_nofile) {
-        struct rlimit rl = {o->rlimit_nofile, o->rlimit_nofile};
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-            park_fail(a, STEP_RLIMIT);
-    }
+    if (a->rlimit_as && (r = raw_setrlimit(RLIMIT_AS, a->rlimit_as)) < 0)
+        park_fail(a, STEP_RLIMIT, r);
+    if (a->rlimit_nofile && (r = raw_setrlimit(RLIMIT_NOFILE, a->rlimit_nofile)) < 0)
+        park_fail(a, STEP_RLIMIT, r);
     /* The directory and the command must be there now; both are looked
      * up again at the exec, which is what counts. */
-    if (a->cwd && chdir(a->cwd) < 0)
-        park_fail(a, STEP_CHDIR);
-    long r = search_exec(a, true);
-    if (r < 0) {
-        errno = (int)-r;
-        park_fail(a, STEP_EXEC);
-    }
-    a->c.o = NULL; /* the caller's options are gone once we are parked */
+    if (a->cwd && (r = raw_syscall(SYS_chdir, (long)a->cwd, 0, 0, 0)) < 0)
+        park_fail(a, STEP_CHDIR, r);
+    if ((r = search_exec(a, true)) < 0)
+        park_fail(a, STEP_EXEC, r);
     int parked[2] = {STEP_NONE, 0};
-    if (write(a->status_fd, parked, sizeof(parked)) != (ssize_t)sizeof(parked))
-        _exit(127);
+    if (raw_syscall(SYS_write, a->status_fd, (long)parked, sizeof(parked), 0) != (long)sizeof(parked))
+        (void)raw_syscall(SYS_exit_group, 127, 0, 0, 0);
 
     /* Parked: from here on raw system calls only. */
     char go = 0;
@@ -638,7 +667,7 @@ int spawn_park(const spawn_opts *o, spawn_parked *p, const char **ret_step) {
     int gate[2], status[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, gate) < 0)
         return -errno;
-    if (pipe2(status, O_CLOEXEC) < 0) {
+    if (pipe2(status, O_CLOEXEC | O_NONBLOCK) < 0) {
         int e = errno;
         close(gate[0]);
         close(gate[1]);
@@ -656,7 +685,13 @@ int spawn_park(const spawn_opts *o, spawn_parked *p, const char **ret_step) {
     }
     park_args *a = p->mem;
     memset(a, 0, sizeof(*a));
-    a->c = (child_args){.o = o, .parent = getpid(), .errfd = -1};
+    a->c = (child_args){.parent = getpid(), .errfd = -1};
+    a->out_fd = o->out_fd;
+    a->in_fd = o->in_fd;
+    a->rlimit_as = o->rlimit_as;
+    a->rlimit_nofile = o->rlimit_nofile;
+    a->reset_slice = short_slice;
+    a->nice = getpriority(PRIO_PROCESS, 0);
     a->argv = o->argv;
     a->envp = o->envp;
     a->cwd = o->cwd;
@@ -689,31 +724,58 @@ int spawn_park(const spawn_opts *o, spawn_parked *p, const char **ret_step) {
         return -clone_errno;
     }
     (void)setpgid(pid, pid);
-    /* Its word: parked, or the step that failed. */
-    int msg[2] = {-1, EIO};
-    ssize_t n;
-    while ((n = read(p->status_fd, msg, sizeof(msg))) < 0 && errno == EINTR)
-        ;
-    if (n != (ssize_t)sizeof(msg) || msg[0] != STEP_NONE) {
-        int status_ignored;
-        while (waitpid(pid, &status_ignored, 0) < 0 && errno == EINTR)
-            ;
-        parked_clear(p);
-        if (ret_step && n == (ssize_t)sizeof(msg) && msg[0] > 0 && msg[0] < (int)ELEMENTSOF(step_names))
-            *ret_step = step_names[msg[0]];
-        return n == (ssize_t)sizeof(msg) && msg[1] > 0 ? -msg[1] : -EIO;
-    }
-    int fl = fcntl(p->status_fd, F_GETFL);
-    if (fl >= 0)
-        (void)fcntl(p->status_fd, F_SETFL, fl | O_NONBLOCK);
     p->pid = pid;
     return 0;
 #endif
 }
 
-int spawn_release(spawn_parked *p) {
+static int parked_word(spawn_parked *p);
+
+int spawn_parked_wait(spawn_parked *p, const char **ret_step) {
+    int r = parked_word(p);
+    if (r < 0 && ret_step)
+        *ret_step = step_names[p->failed_step];
+    return r;
+}
+
+/* The child's word after its setup: 0 (parked) or -errno with the step
+ * in p->failed_step; waits for it (a few system calls of the child's). */
+static int parked_word(spawn_parked *p) {
+    if (p->parked_seen)
+        return 0;
+    for (;;) {
+        int msg[2];
+        ssize_t n = read(p->status_fd, msg, sizeof(msg));
+        if (n == (ssize_t)sizeof(msg)) {
+            if (msg[0] == STEP_NONE) {
+                p->parked_seen = true;
+                return 0;
+            }
+            p->failed_step = msg[0] > 0 && msg[0] < (int)ELEMENTSOF(step_names) ? msg[0] : STEP_EXEC;
+            p->failed_err = msg[1] > 0 ? msg[1] : EIO;
+            return -p->failed_err;
+        }
+        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+            p->failed_step = STEP_EXEC;
+            p->failed_err = n == 0 ? ECHILD : errno;
+            return -p->failed_err; /* it ended before its word */
+        }
+        if (n < 0 && errno == EAGAIN) {
+            struct pollfd pfd = {.fd = p->status_fd, .events = POLLIN};
+            (void)poll(&pfd, 1, -1);
+        }
+    }
+}
+
+int spawn_release(spawn_parked *p, const char **ret_step) {
     if (p->pid <= 0 || p->gate_fd < 0)
         return -EINVAL;
+    int r = parked_word(p);
+    if (r < 0) {
+        if (ret_step)
+            *ret_step = step_names[p->failed_step];
+        return r;
+    }
     char go = 1;
     ssize_t n;
     while ((n = send(p->gate_fd, &go, 1, MSG_NOSIGNAL)) < 0 && errno == EINTR)
@@ -721,6 +783,8 @@ int spawn_release(spawn_parked *p) {
     int e = n == 1 ? 0 : -errno;
     close(p->gate_fd);
     p->gate_fd = -1;
+    if (e < 0 && ret_step)
+        *ret_step = "release";
     return e;
 }
 

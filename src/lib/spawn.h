@@ -46,12 +46,13 @@ int spawn_process(const spawn_opts *o, pid_t *ret_pid, const char **ret_step);
  * write, and the execs of a whole wave run at once on every CPU instead
  * of one after another.
  *
- * spawn_park() returns once the child has done what does not depend on
- * the moment of the exec (process group, parent-death signal, signal
- * dispositions, descriptors, rlimits) and has checked that the directory
- * and the command are there; it then waits with every signal blocked,
- * running only raw system calls (it shares our memory and the calling
- * thread's errno).  On release it changes to cwd, changes user, unblocks
+ spawn_park() returns at once (a clone, ~50 us); the child then does what
+ * does not depend on the moment of the exec (process group, parent-death
+ * signal, signal dispositions, descriptors, rlimits), checks that the
+ * directory and the command are there, says so on its status pipe and
+ * waits with every signal blocked.  It runs beside the caller in our
+ * memory and with the calling thread's errno, so it makes raw system
+ * calls only.  On release it changes to cwd, changes user, unblocks
  * signals and execs, searching PATH as execvp(3) does; each of these is
  * done at that moment, so a directory or a binary replaced meanwhile (a
  * deploy switching a symlink) is the one used.  o->argv, o->envp and
@@ -60,21 +61,27 @@ int spawn_process(const spawn_opts *o, pid_t *ret_pid, const char **ret_step);
  *
  * -ENOTSUP where children cannot be parked (see spawn_can_park()), and
  * any other failure means: spawn it directly when it is due, which
- * reports the real error then.
+ * reports the real error then.  A failure of the child's setup is told by
+ * spawn_release(), with the same meaning.
  */
 typedef struct spawn_parked {
     pid_t pid;              /* also its process group; 0: none */
     int gate_fd;            /* one byte releases it; closed: it exits */
     int status_fd;          /* non-blocking: EOF once exec'd, else {step, errno} first */
     int failed_step, failed_err;
+    bool parked_seen;       /* its word after the setup has been read */
     void *mem;              /* its arguments and stack, in our memory */
     size_t mem_size;
 } spawn_parked;
 
 bool spawn_can_park(void);
 int spawn_park(const spawn_opts *o, spawn_parked *p, const char **ret_step);
-/* Lets it exec; 0 or -errno (the child is gone: cancel it). */
-int spawn_release(spawn_parked *p);
+/* Waits for its word after the setup (normally there long since), then
+ * lets it exec; 0, or -errno with *ret_step: the setup failed or the child
+ * is gone (cancel it, and spawn directly). */
+int spawn_release(spawn_parked *p, const char **ret_step);
+/* Waits for that word only: 0 once it is parked, or -errno and *ret_step. */
+int spawn_parked_wait(spawn_parked *p, const char **ret_step);
 /*
  * After the release, reads status_fd (non-blocking): 0 while the child
  * has not exec'd yet; 1 once it has; 2 when a step failed (*ret_step,

@@ -572,6 +572,17 @@ int supervisor_start(supervisor *sup) {
     for (size_t i = 0; i < sup->n; i++)
         if (sup->services[i].selected)
             sup->services[i].want_running = true;
+    /* The first wave is parked too, all of it before any is released: a
+     * clone each (the children set up beside us), then their execs run on
+     * every CPU at once rather than one vfork after another. */
+    if (sup->park_enabled) {
+        size_t parked = 0;
+        for (size_t k = 0; k < sup->n && parked < PARK_MAX; k++) {
+            service *s = &sup->services[g->order[k]];
+            if (s->selected && g->n_deps[s->index] == 0 && service_park(s) == 0)
+                parked++;
+        }
+    }
     for (size_t k = 0; k < sup->n; k++) {
         evaluate(sup, &sup->services[g->order[k]]);
         if (sup->phase != PHASE_STARTING && sup->phase != PHASE_STARTED)

@@ -66,7 +66,7 @@ static void test_release_runs_it(void **state) {
     /* In its own process group. */
     assert_int_equal(getpgid(p.pid), p.pid);
 
-    assert_int_equal(spawn_release(&p), 0);
+    assert_int_equal(spawn_release(&p, NULL), 0);
     int err = -1;
     assert_int_equal(await_result(&p, &step, &err), 1);
     assert_int_equal(err, 0);
@@ -98,7 +98,7 @@ static void test_path_search(void **state) {
         free(saved);
     }
     assert_int_equal(r, 0);
-    assert_int_equal(spawn_release(&p), 0);
+    assert_int_equal(spawn_release(&p, NULL), 0);
     assert_int_equal(await_result(&p, &step, NULL), 1);
     pid_t pid = p.pid;
     spawn_parked_forget(&p);
@@ -109,20 +109,56 @@ static void test_path_search(void **state) {
 
 static void test_park_checks(void **state) {
     SKIP_UNLESS_PARKING();
+    /* What the child checks when parked is told by the release. */
     spawn_parked p;
     const char *step = NULL;
     char *missing[] = {"/nonexistent/bin/ghost", NULL};
     spawn_opts o = {.argv = missing, .envp = environ, .out_fd = -1};
-    assert_int_equal(spawn_park(&o, &p, &step), -ENOENT);
+    assert_int_equal(spawn_park(&o, &p, &step), 0);
+    assert_int_equal(spawn_release(&p, &step), -ENOENT);
     assert_string_equal(step, "exec");
+    spawn_parked_cancel(&p);
     assert_int_equal(p.pid, 0);
     char *sh[] = {"/bin/sh", "-c", "exit 0", NULL};
     spawn_opts o2 = {.argv = sh, .envp = environ, .out_fd = -1, .cwd = "/nonexistent/dir"};
-    assert_int_equal(spawn_park(&o2, &p, &step), -ENOENT);
+    assert_int_equal(spawn_park(&o2, &p, &step), 0);
+    assert_int_equal(spawn_release(&p, &step), -ENOENT);
     assert_string_equal(step, "chdir");
+    spawn_parked_cancel(&p);
     /* Nothing left to collect. */
     assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
     assert_int_equal(errno, ECHILD);
+}
+
+static void test_descriptors(void **state) {
+    SKIP_UNLESS_PARKING();
+    /* Only 0, 1 and 2 reach the program, whatever we have open (even
+     * without close-on-exec). */
+    int stray = open("/dev/null", O_RDONLY);
+    assert_true(stray > 2);
+    int out[2];
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    char *argv[] = {"/bin/sh", "-c", "ls /proc/$$/fd", NULL};
+    spawn_opts o = {.argv = argv, .envp = environ, .out_fd = out[1]};
+    spawn_parked p;
+    assert_int_equal(spawn_park(&o, &p, NULL), 0);
+    close(out[1]);
+    close(stray);
+    assert_int_equal(spawn_release(&p, NULL), 0);
+    assert_int_equal(await_result(&p, NULL, NULL), 1);
+    pid_t pid = p.pid;
+    spawn_parked_forget(&p);
+    char buf[256];
+    size_t len = 0;
+    ssize_t n;
+    while ((n = read(out[0], buf + len, sizeof(buf) - 1 - len)) > 0)
+        len += (size_t)n;
+    buf[len] = '\0';
+    close(out[0]);
+    (void)wait_exit(pid);
+    /* ls of the shell's own fds: 0, 1, 2 (and the one ls opened, if any
+     * shell keeps one: none here, ls runs as a child of sh). */
+    assert_string_equal(buf, "0\n1\n2\n");
 }
 
 static void test_cancel(void **state) {
@@ -157,8 +193,9 @@ static void test_failure_after_release(void **state) {
     const char *step = NULL;
     int err = 0;
     assert_int_equal(spawn_park(&o, &p, &step), 0);
+    assert_int_equal(spawn_parked_wait(&p, &step), 0); /* checked while there */
     assert_int_equal(unlink(bin), 0);
-    assert_int_equal(spawn_release(&p), 0);
+    assert_int_equal(spawn_release(&p, NULL), 0);
     assert_int_equal(await_result(&p, &step, &err), 2);
     assert_string_equal(step, "exec");
     assert_int_equal(err, ENOENT);
@@ -171,8 +208,9 @@ static void test_failure_after_release(void **state) {
     char *sh[] = {"/bin/sh", "-c", "exit 0", NULL};
     spawn_opts o2 = {.argv = sh, .envp = environ, .out_fd = -1, .cwd = sub};
     assert_int_equal(spawn_park(&o2, &p, &step), 0);
+    assert_int_equal(spawn_parked_wait(&p, &step), 0);
     assert_int_equal(rmdir(sub), 0);
-    assert_int_equal(spawn_release(&p), 0);
+    assert_int_equal(spawn_release(&p, NULL), 0);
     assert_int_equal(await_result(&p, &step, &err), 2);
     assert_string_equal(step, "chdir");
     assert_int_equal(err, ENOENT);
@@ -193,7 +231,7 @@ static void test_release_of_dead_child(void **state) {
     int status = wait_exit(pid);
     assert_true(WIFSIGNALED(status));
     /* Its end of the gate is closed: the release says so (no SIGPIPE). */
-    assert_true(spawn_release(&p) < 0);
+    assert_true(spawn_release(&p, NULL) < 0);
     spawn_parked_forget(&p);
 }
 
@@ -202,6 +240,7 @@ int main(void) {
         cmocka_unit_test(test_release_runs_it),
         cmocka_unit_test(test_path_search),
         cmocka_unit_test(test_park_checks),
+        cmocka_unit_test(test_descriptors),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_failure_after_release),
         cmocka_unit_test(test_release_of_dead_child),
