@@ -2379,6 +2379,12 @@ typedef struct compose_state {
     size_t n_anchor;
 } compose_state;
 
+static void compose_state_done(compose_state *st) {
+    for (size_t i = 0; i < st->n_anchor; i++)
+        free(st->anchor[i].name);
+    st->n_anchor = 0;
+}
+
 typedef struct compose_frame {
     int node;
     int key;                /* a mapping's key waiting for its value, 0: none */
@@ -2419,9 +2425,7 @@ static int compose(ctx *c, yaml_parser_t *p, compose_state *st, yaml_document_t 
     compose_frame stack[CONFIG_MAX_DEPTH + 1];
     int depth = 0, r = -ENOMEM;
     bool have_doc = false;
-    for (size_t i = 0; i < st->n_anchor; i++)
-        free(st->anchor[i].name);
-    st->n_anchor = 0;
+    compose_state_done(st); /* anchors are per document */
     for (;;) {
         yaml_event_t ev;
         if (!yaml_parser_parse(p, &ev)) {
@@ -2560,11 +2564,6 @@ fail:
     return r;
 }
 
-static void compose_state_done(compose_state *st) {
-    for (size_t i = 0; i < st->n_anchor; i++)
-        free(st->anchor[i].name);
-    st->n_anchor = 0;
-}
 
 int config_load_string(const char *path, const char *text, size_t len,
                        tend_config **ret_config, char ***ret_errors) {

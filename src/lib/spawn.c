@@ -383,11 +383,6 @@ PARKED_CODE static bool has_slash(const char *s) {
     return false;
 }
 
-PARKED_CODE static void raw_report(int step, long err) {
-    int msg[2] = {step, (int)-err};
-    (void)raw_syscall(SYS_write, PARK_STATUS_FD, (long)msg, sizeof(msg), 0);
-}
-
 /* One candidate: exec it (check: only whether it could be), with
  * execvp(3)'s fallback of /bin/sh for a file without an exec format. */
 PARKED_CODE static long try_file(park_args *a, const char *file, bool check) {
@@ -541,28 +536,21 @@ PARKED_CODE static int park_main(void *arg) {
     while (n == -EINTR);
     if (n != 1)
         (void)raw_syscall(SYS_exit_group, 0, 0, 0, 0); /* cancelled, or tend is gone */
-    if (a->cwd && (r = raw_syscall(SYS_chdir, (long)a->cwd, 0, 0, 0)) < 0) {
-        raw_report(STEP_CHDIR, r);
-        (void)raw_syscall(SYS_exit_group, 127, 0, 0, 0);
-    }
+    if (a->cwd && (r = raw_syscall(SYS_chdir, (long)a->cwd, 0, 0, 0)) < 0)
+        park_fail(a, STEP_CHDIR, r);
     if (a->has_user) {
         static const int steps[3] = {STEP_SETGROUPS, STEP_SETGID, STEP_SETUID};
         long rs[3];
         rs[0] = raw_syscall(SYS_setgroups, a->c.ngroups, (long)a->groups, 0, 0);
         rs[1] = rs[0] < 0 ? 0 : raw_syscall(SYS_setgid, a->gid, 0, 0, 0);
         rs[2] = rs[0] < 0 || rs[1] < 0 ? 0 : raw_syscall(SYS_setuid, a->uid, 0, 0, 0);
-        for (int i = 0; i < 3; i++) {
-            if (rs[i] < 0) {
-                raw_report(steps[i], rs[i]);
-                (void)raw_syscall(SYS_exit_group, 127, 0, 0, 0);
-            }
-        }
+        for (int i = 0; i < 3; i++)
+            if (rs[i] < 0)
+                park_fail(a, steps[i], rs[i]);
     }
     uint64_t none = 0;
     (void)raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, (long)&none, 0, sizeof(none));
-    r = search_exec(a, false);
-    raw_report(STEP_EXEC, r);
-    (void)raw_syscall(SYS_exit_group, 127, 0, 0, 0);
+    park_fail(a, STEP_EXEC, search_exec(a, false));
     return 127;
 }
 #endif /* SPAWN_CAN_PARK */
