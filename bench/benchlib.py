@@ -13,6 +13,7 @@ tend's HTTP API (on by default at 127.0.0.1:7070) is moved to a free port of
 that block so that a tend already running on this host does not collide.
 """
 
+import contextlib
 import datetime
 import json
 import os
@@ -53,6 +54,31 @@ def check_binaries():
         if not os.access(p, os.X_OK):
             sys.exit("bench: %s not found or not executable (run `ninja -C build` first, "
                      "or set TEND_BIN / DEMO_BIN)" % p)
+
+
+# ---------------------------------------------------------------- C helpers
+
+def find_cc(what):
+    """The C compiler, or exit saying that `what` is skipped."""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        sys.exit("%s: no C compiler (cc) found; skipped" % what)
+    return cc
+
+
+@contextlib.contextmanager
+def c_program(cc, source, what):
+    """Compiles source (-O2) into a temporary directory, removed afterwards;
+    yields the executable's path."""
+    d = tempfile.mkdtemp(prefix="tend-bench-%s-" % what)
+    try:
+        src, exe = os.path.join(d, what + ".c"), os.path.join(d, what)
+        with open(src, "w") as f:
+            f.write(source)
+        subprocess.run([cc, "-O2", "-o", exe, src], check=True)
+        yield exe
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- ports

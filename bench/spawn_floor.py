@@ -21,10 +21,8 @@ Usage: spawn_floor.py [--reps N] [--count N]
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 
 sys.dont_write_bytecode = True  # leave no __pycache__ behind
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -111,17 +109,10 @@ def main():
     ap.add_argument("--count", type=int, default=10)
     a = ap.parse_args()
     B.check_binaries()
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if not cc:
-        sys.exit("spawn_floor: no C compiler (cc) found; skipped")
+    cc = B.find_cc("spawn_floor")
     B.print_header("spawn_floor: time until %d demo-service processes have exec'd (C helper)"
                    % a.count)
-    d = tempfile.mkdtemp(prefix="tend-bench-spawn-")
-    try:
-        src, exe = os.path.join(d, "floor.c"), os.path.join(d, "floor")
-        with open(src, "w") as f:
-            f.write(C_SOURCE)
-        subprocess.run([cc, "-O2", "-o", exe, src], check=True)
+    with B.c_program(cc, C_SOURCE, "spawn_floor") as exe:
         rows = []
         for mode, label in ((0, "fork, wait each"), (1, "fork, overlapped"),
                             (2, "posix_spawn (vfork), serial (tend's way)")):
@@ -130,8 +121,6 @@ def main():
             times = [float(x) for x in out.split()]
             m, lo, hi = B.spread(times)
             rows.append([label, B.fmt(m, 2), B.fmt(lo, 2), B.fmt(hi, 2), B.fmt(m / a.count, 2)])
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
     print()
     B.table(["way", "%d processes ms (median)" % a.count, "min", "max", "per process ms"], rows)
 

@@ -24,11 +24,9 @@ Usage: waves_floor.py [--reps N] [--waves W] [--per-wave P]
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.dont_write_bytecode = True  # leave no __pycache__ behind
@@ -160,19 +158,12 @@ def main():
     ap.add_argument("--per-wave", type=int, default=10)
     a = ap.parse_args()
     B.check_binaries()
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if not cc:
-        sys.exit("waves_floor: no C compiler (cc) found; skipped")
+    cc = B.find_cc("waves_floor")
     B.print_header("waves_floor: %d waves x %d demo-service, ready 200 ms after start, ideal supervisor (C helper), "
                    "%d runs each" % (a.waves, a.per_wave, a.reps))
     ideal = a.waves * 200.0
-    d = tempfile.mkdtemp(prefix="tend-bench-waves-")
-    try:
-        src, exe = os.path.join(d, "floor.c"), os.path.join(d, "floor")
-        with open(src, "w") as f:
-            f.write(C_SOURCE)
-        subprocess.run([cc, "-O2", "-o", exe, src], check=True)
-        res = {0: [], 1: []}
+    res = {0: [], 1: []}
+    with B.c_program(cc, C_SOURCE, "waves_floor") as exe:
         for _ in range(a.reps):
             for mode in (0, 1):  # interleaved
                 t_py = time.monotonic() * 1000.0
@@ -181,8 +172,6 @@ def main():
                 t_main, t0, t_end = (float(x) for x in out.split())
                 res[mode].append((t_end - t0 - ideal, t_end - t_py - ideal, t_main - t_py))
                 time.sleep(0.3)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
     rows = []
     for mode, label in ((0, "vfork, serial"), (1, "parked")):
         med = lambda k: B.fmt(statistics.median(r[k] for r in res[mode]), 1)
