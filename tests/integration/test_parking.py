@@ -26,6 +26,21 @@ def parked_pids(t):
     return out
 
 
+def a_then_b(ready_after, env=None, name=None):
+    """a (sd_notify, ready after ready_after seconds) and b, which waits for
+    a to be ready: while a starts, b is parked."""
+    return Tend('''
+        services:
+          a:
+            command: {a}
+            ready: {notify: true, timeout: 120s}
+          b:
+            command: {b}
+            depends_on: {a: ready}
+        ''', env=env, name=name,
+        a=cmd("--notify", "--ready-delay", "%.1f" % ready_after, name="a"), b=cmd(name="b"))
+
+
 _parking = None
 
 
@@ -35,15 +50,7 @@ def require_parking():
     CLONE_VM clone that is not a vfork), TEND_PARK=0."""
     global _parking
     if _parking is None:
-        t = Tend('''
-            services:
-              a:
-                command: {a}
-                ready: {notify: true, timeout: 60s}
-              b:
-                command: {b}
-                depends_on: {a: ready}
-            ''', a=cmd("--notify", "--ready-delay", "60", name="a"), b=cmd(name="b"), name="require_parking")
+        t = a_then_b(60, name="require_parking")
         t.wait_state("a", "starting", timeout=slow(10))
         deadline = time.time() + slow(3)
         while time.time() < deadline and not parked_pids(t):
@@ -155,17 +162,7 @@ def test_parked_binary_gone_at_start():
 def test_parked_process_killed():
     """Someone kills the parked process: b is spawned directly when due."""
     require_parking()
-    t = Tend('''
-        services:
-          a:
-            command: {a}
-            ready: {notify: true, timeout: 20s}
-          b:
-            command: {b}
-            depends_on: {a: ready}
-        ''',
-        a=cmd("--notify", "--ready-delay", "%.1f" % slow(1.5), name="a"),
-        b=cmd(name="b"))
+    t = a_then_b(slow(1.5))
     parked = wait_parked(t, 1)
     os.kill(parked[0], signal.SIGKILL)
     t.wait_state("b", "ready", timeout=slow(20))
@@ -178,17 +175,7 @@ def test_shutdown_while_parked():
     """tend stopped while b is parked: the parked process goes too, and b
     never runs."""
     require_parking()
-    t = Tend('''
-        services:
-          a:
-            command: {a}
-            ready: {notify: true, timeout: 60s}
-          b:
-            command: {b}
-            depends_on: {a: ready}
-        ''',
-        a=cmd("--notify", "--ready-delay", "30", name="a"),
-        b=cmd(name="b"))
+    t = a_then_b(30)
     parked = wait_parked(t, 1)
     assert t.stop() == 0
     wait_pids_gone(parked, timeout=5)
@@ -249,17 +236,7 @@ def test_parked_oneshot_exits_at_once():
 
 def test_parking_off():
     """TEND_PARK=0: nothing is parked, the start is the same."""
-    t = Tend('''
-        services:
-          a:
-            command: {a}
-            ready: {notify: true, timeout: 20s}
-          b:
-            command: {b}
-            depends_on: {a: ready}
-        ''', env={"TEND_PARK": "0"},
-        a=cmd("--notify", "--ready-delay", "%.1f" % slow(0.8), name="a"),
-        b=cmd(name="b"))
+    t = a_then_b(slow(0.8), env={"TEND_PARK": "0"})
     seen = []
     wait_for(lambda: seen.extend(parked_pids(t)) or t.state("b") == "ready", timeout=slow(20))
     assert not seen
