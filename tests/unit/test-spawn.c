@@ -43,6 +43,13 @@ static int wait_exit(pid_t pid) {
     return status;
 }
 
+/* Parks `/bin/sh -c "exit 0"` (in cwd, if not NULL); spawn_park()'s result. */
+static int park_sh(spawn_parked *p, const char *cwd) {
+    static char *sh[] = {"/bin/sh", "-c", "exit 0", NULL};
+    spawn_opts o = {.argv = sh, .envp = environ, .out_fd = -1, .cwd = cwd};
+    return spawn_park(&o, p, NULL);
+}
+
 static void test_release_runs_it(void **state) {
     SKIP_UNLESS_PARKING();
     int out[2];
@@ -119,9 +126,7 @@ static void test_park_checks(void **state) {
     assert_string_equal(step, "exec");
     spawn_parked_cancel(&p);
     assert_int_equal(p.pid, 0);
-    char *sh[] = {"/bin/sh", "-c", "exit 0", NULL};
-    spawn_opts o2 = {.argv = sh, .envp = environ, .out_fd = -1, .cwd = "/nonexistent/dir"};
-    assert_int_equal(spawn_park(&o2, &p, &step), 0);
+    assert_int_equal(park_sh(&p, "/nonexistent/dir"), 0);
     assert_int_equal(spawn_release(&p, &step), -ENOENT);
     assert_string_equal(step, "chdir");
     spawn_parked_cancel(&p);
@@ -163,10 +168,8 @@ static void test_descriptors(void **state) {
 
 static void test_cancel(void **state) {
     SKIP_UNLESS_PARKING();
-    char *sh[] = {"/bin/sh", "-c", "exit 0", NULL};
-    spawn_opts o = {.argv = sh, .envp = environ, .out_fd = -1};
     spawn_parked p;
-    assert_int_equal(spawn_park(&o, &p, NULL), 0);
+    assert_int_equal(park_sh(&p, NULL), 0);
     pid_t pid = p.pid;
     spawn_parked_cancel(&p);
     assert_int_equal(p.pid, 0);
@@ -205,9 +208,7 @@ static void test_failure_after_release(void **state) {
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 127);
 
-    char *sh[] = {"/bin/sh", "-c", "exit 0", NULL};
-    spawn_opts o2 = {.argv = sh, .envp = environ, .out_fd = -1, .cwd = sub};
-    assert_int_equal(spawn_park(&o2, &p, &step), 0);
+    assert_int_equal(park_sh(&p, sub), 0);
     assert_int_equal(spawn_parked_wait(&p, &step), 0);
     assert_int_equal(rmdir(sub), 0);
     assert_int_equal(spawn_release(&p, NULL), 0);
@@ -222,10 +223,8 @@ static void test_failure_after_release(void **state) {
 
 static void test_release_of_dead_child(void **state) {
     SKIP_UNLESS_PARKING();
-    char *sh[] = {"/bin/sh", "-c", "exit 0", NULL};
-    spawn_opts o = {.argv = sh, .envp = environ, .out_fd = -1};
     spawn_parked p;
-    assert_int_equal(spawn_park(&o, &p, NULL), 0);
+    assert_int_equal(park_sh(&p, NULL), 0);
     pid_t pid = p.pid;
     assert_int_equal(kill(pid, SIGKILL), 0);
     int status = wait_exit(pid);
