@@ -179,8 +179,9 @@ typedef struct service {
 } service;
 
 int service_init(service *s, struct supervisor *sup, const tend_service_spec *spec, size_t index);
-/* Opens the notify socket and log file, resolves the user.  0 or -errno
- * with a message in err. */
+/* Opens the log file, resolves the user, and opens the notify socket of a
+ * service without dependencies (service_open_notify() for the others).
+ * 0 or -errno with a message in err. */
 int service_open(service *s, char *err, size_t errlen);
 /* The notify socket, if the service has one and it is not open yet
  * (service_open() leaves it to later for a service with dependencies). */
