@@ -19,6 +19,7 @@
 
 #include "events.h"
 #include "macros.h"
+#include "mhd-api.h"
 #include "timeutil.h"
 #include "utf8.h"
 
@@ -627,9 +628,77 @@ static char *read_token(const char *path, char *err, size_t errlen) {
 
 static const unsigned base_flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
 
+/* Listens on the api.listen address as libmicrohttpd would have:
+ * SO_REUSEADDR (a restarted tend binds while the last one's connections
+ * linger in TIME_WAIT) and, for IPv6, that address only. */
+static int open_tcp_socket(const struct sockaddr_storage *ss, socklen_t len) {
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    int on = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+        (ss->ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0) ||
+        bind(fd, (const struct sockaddr *)ss, len) < 0 || listen(fd, 1024) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
+/* Hands the bound sockets to libmicrohttpd (which closes them when it
+ * stops) and drives its daemons from the loop. */
+static int serve(api_server *srv, char *err, size_t errlen) {
+    srv->unix_d = MHD_start_daemon(base_flags, 0, NULL, NULL, on_access, &unix_listener, MHD_OPTION_LISTEN_SOCKET,
+                                   srv->unix_fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                                   MHD_OPTION_CONNECTION_LIMIT, 256u, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
+                                   MHD_OPTION_END);
+    if (!srv->unix_d) {
+        snprintf(err, errlen, "control socket %s: cannot start the HTTP server", srv->socket_path);
+        return -EIO;
+    }
+    srv->unix_fd = -1;
+    int r = watch_daemon(srv, &srv->unix_drv, &srv->unix_d);
+    if (r < 0) {
+        snprintf(err, errlen, "control socket: %s", uv_strerror(r));
+        return r;
+    }
+    if (srv->tcp_fd < 0)
+        return 0;
+    srv->tcp = MHD_start_daemon(base_flags, 0, NULL, NULL, on_access, &tcp_listener, MHD_OPTION_LISTEN_SOCKET,
+                                srv->tcp_fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                                MHD_OPTION_CONNECTION_LIMIT, 1024u, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
+                                MHD_OPTION_END);
+    if (!srv->tcp) {
+        snprintf(err, errlen, "api.listen %s: cannot start the HTTP server", srv->cfg->api_listen);
+        return -EIO;
+    }
+    srv->tcp_fd = -1;
+    if ((r = watch_daemon(srv, &srv->tcp_drv, &srv->tcp)) < 0) {
+        snprintf(err, errlen, "api.listen: %s", uv_strerror(r));
+        return r;
+    }
+    return 0;
+}
+
+static void on_load_poll_closed(uv_handle_t *h) {
+    api_server *srv = h->data;
+    srv->load_waiting = false;
+}
+
+static void on_loaded(uv_poll_t *h, int status, int events) {
+    api_server *srv = h->data;
+    uv_poll_stop(h);
+    uv_close((uv_handle_t *)h, on_load_poll_closed);
+    char err[512];
+    if (serve(srv, err, sizeof(err)) < 0 && srv->failed)
+        srv->failed(srv, err);
+}
+
 int api_server_start(api_server *srv, uv_loop_t *loop, const tend_config *cfg, supervisor *sup,
                      char *err, size_t errlen) {
     srv->loop = loop;
+    srv->unix_fd = srv->tcp_fd = -1;
     uv_idle_init(loop, &srv->again_idle);
     srv->again_idle.data = srv;
     srv->cfg = cfg;
@@ -651,23 +720,9 @@ int api_server_start(api_server *srv, uv_loop_t *loop, const tend_config *cfg, s
     char path[4200];
     snprintf(path, sizeof(path), "%s/tend.sock", cfg->state_dir);
     srv->socket_path = strdup(path);
-    int fd = open_unix_socket(path);
-    if (fd < 0) {
-        snprintf(err, errlen, "control socket %s: %s", path, strerror(-fd));
-        return fd;
-    }
-    srv->unix_d = MHD_start_daemon(base_flags, 0, NULL, NULL, on_access, &unix_listener,
-                                   MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                                   MHD_OPTION_CONNECTION_LIMIT, 256u, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
-                                   MHD_OPTION_END);
-    if (!srv->unix_d) {
-        close(fd);
-        snprintf(err, errlen, "control socket %s: cannot start the HTTP server", path);
-        return -EIO;
-    }
-    if ((r = watch_daemon(srv, &srv->unix_drv, &srv->unix_d)) < 0) {
-        snprintf(err, errlen, "control socket: %s", uv_strerror(r));
-        return r;
+    if ((srv->unix_fd = open_unix_socket(path)) < 0) {
+        snprintf(err, errlen, "control socket %s: %s", path, strerror(-srv->unix_fd));
+        return srv->unix_fd;
     }
     if (cfg->api_listen && cfg->api_listen[0]) {
         struct sockaddr_storage ss;
@@ -676,24 +731,43 @@ int api_server_start(api_server *srv, uv_loop_t *loop, const tend_config *cfg, s
             snprintf(err, errlen, "api.listen: invalid address \"%s\" (try 127.0.0.1:7070)", cfg->api_listen);
             return -EINVAL;
         }
-        unsigned flags = base_flags | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
-        srv->tcp = MHD_start_daemon(flags, 0, NULL, NULL, on_access, &tcp_listener, MHD_OPTION_SOCK_ADDR,
-                                    (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                                    MHD_OPTION_CONNECTION_LIMIT, 1024u, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
-                                    MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
-        if (!srv->tcp) {
-            snprintf(err, errlen, "api.listen %s: cannot listen (address in use?)", cfg->api_listen);
-            return -EADDRINUSE;
-        }
-        if ((r = watch_daemon(srv, &srv->tcp_drv, &srv->tcp)) < 0) {
-            snprintf(err, errlen, "api.listen: %s", uv_strerror(r));
-            return r;
+        if ((srv->tcp_fd = open_tcp_socket(&ss, sl)) < 0) {
+            snprintf(err, errlen, "api.listen %s: cannot listen: %s", cfg->api_listen, strerror(-srv->tcp_fd));
+            return srv->tcp_fd;
         }
     }
     return 0;
 }
 
+void api_server_serve(api_server *srv) {
+    char err[512];
+    int lfd = mhd_api_load_fd();
+    if (lfd >= 0) {
+        int r = uv_poll_init(srv->loop, &srv->load_poll, lfd);
+        if (r == 0) {
+            srv->load_poll.data = srv;
+            srv->load_waiting = true;
+            uv_poll_start(&srv->load_poll, UV_READABLE, on_loaded);
+            return;
+        }
+        /* Else wait for the load here: the first MHD_* call joins it. */
+    }
+    if (serve(srv, err, sizeof(err)) < 0 && srv->failed)
+        srv->failed(srv, err);
+}
+
 void api_server_stop(api_server *srv) {
+    if (srv->load_waiting && !uv_is_closing((uv_handle_t *)&srv->load_poll)) {
+        uv_poll_stop(&srv->load_poll);
+        uv_close((uv_handle_t *)&srv->load_poll, on_load_poll_closed);
+    }
+    if (srv->loop) {
+        if (srv->unix_fd >= 0)
+            close(srv->unix_fd);
+        if (srv->tcp_fd >= 0)
+            close(srv->tcp_fd);
+        srv->unix_fd = srv->tcp_fd = -1;
+    }
     defer_cancel_all(srv);
     events_hub_close(srv->events);
     unwatch_daemon(&srv->tcp_drv);

@@ -100,12 +100,21 @@ struct api_server {
     uv_idle_t again_idle;           /* runs the drivers flagged `again` */
     bool idle_active;
     char *socket_path;
+    /* Bound and listening, not yet handed to a daemon (-1 once handed or
+     * closed): api_server_start binds them, serve() gives them to
+     * libmicrohttpd once it is loaded. */
+    int unix_fd, tcp_fd;
+    uv_poll_t load_poll;            /* on mhd_api_load_fd(), while the library loads */
+    bool load_waiting;
     int64_t started_wall_ms, started_mono_ms;
     api_stats stats;
     events_hub *events;
     /* Set by the owner: shutdown and start requests from the API. */
     void (*request_shutdown)(api_server *srv, const char *reason);
     void (*request_start)(api_server *srv);
+    /* The daemons could not be started after api_server_start returned
+     * (libmicrohttpd could not be loaded): message says why. */
+    void (*failed)(api_server *srv, const char *message);
     void *owner;
     /* Rendered /health and /metrics bodies, reused for at most
      * API_CACHE_US and only while state_gen is unchanged: under load the
@@ -127,13 +136,25 @@ struct api_server {
 };
 
 /*
- * Starts both listeners.  0 or -errno with a message in err: -EINVAL for
- * a configuration problem (a missing, unreadable or too short token file,
+ * Opens both listeners: the control socket and api.listen are bound and
+ * listening when it returns, so that a client may connect from then on
+ * (and waits in the listen backlog until api_server_serve's daemons
+ * answer).  0 or -errno with a message in err: -EINVAL for a
+ * configuration problem (a missing, unreadable or too short token file,
  * an invalid api.listen: `tend up` exits 2), anything else for a runtime
  * one (a busy port: exit 1).
  */
 int api_server_start(api_server *srv, uv_loop_t *loop, const tend_config *cfg, supervisor *sup,
                      char *err, size_t errlen);
+/*
+ * Serves the listeners with libmicrohttpd's daemons: at once if the
+ * library is loaded or no load is under way (it is then loaded here),
+ * else from the loop when the preload ends (mhd-api.h).  `tend up` calls
+ * it after the first services are spawned, so that neither the load nor
+ * the daemons' start are on their way.  If the daemons cannot start,
+ * srv->failed is called (from here or from the loop).
+ */
+void api_server_serve(api_server *srv);
 /* Stops accepting, closes every connection and the loop handles. */
 void api_server_stop(api_server *srv);
 /* Runs both daemons now.  Never from inside a request handler (MHD_run

@@ -328,6 +328,15 @@ static void api_request_start(api_server *srv) {
     uv_timer_start(&u->deferred, on_deferred, 0, 0);
 }
 
+/* The API's daemons did not start once libmicrohttpd was loaded: the
+ * services may be up by now, so they are stopped as for a signal. */
+static void api_failed(api_server *srv, const char *message) {
+    up_ctx *u = srv->owner;
+    cli_error("%s", message);
+    tell_parent(u, '1');
+    supervisor_shutdown(u->sup, "API failed to start", EXIT_RUNTIME, u->shutdown_timeout_ms);
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
     up_ctx *u = h->data;
     if (u->sup->phase == PHASE_STOPPING) {
@@ -442,14 +451,10 @@ static int run(int argc, char **argv) {
         default: return EXIT_USAGE;
         }
     }
-    /* First the guard, forked while the process is small and has one
-     * thread (guard.h); then libmicrohttpd, loading on the other core
-     * while the config is parsed (mhd-api.c).  With --detach both after
-     * its fork, which must find neither. */
-    if (!do_detach) {
+    /* The guard, forked while the process is small and has one thread
+     * (guard.h).  With --detach after its fork, which must not find it. */
+    if (!do_detach)
         guard_prestart();
-        mhd_api_preload();
-    }
     tend_config *cfg;
     int r = cli_load_config(path, &cfg);
     if (r != 0)
@@ -460,10 +465,8 @@ static int run(int argc, char **argv) {
         tend_config_free(cfg);
         return EXIT_RUNTIME;
     }
-    if (do_detach) {
+    if (do_detach)
         guard_prestart();
-        mhd_api_preload();
-    }
     log_setup(cfg->log_format == TEND_LOG_JSON ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT, cfg->log_level,
               isatty(STDOUT_FILENO) && !getenv("NO_COLOR"));
     size_t width = 4;
@@ -500,6 +503,7 @@ static int run(int argc, char **argv) {
     u.api.owner = &u;
     u.api.request_shutdown = api_request_shutdown;
     u.api.request_start = api_request_start;
+    u.api.failed = api_failed;
     u.api.shutdown_timeout_ms = -1;
     if ((r = tasks_start(&u, &loop, cfg)) != 0) { /* tasks */
         uv_close((uv_handle_t *)&u.deferred, NULL);
@@ -553,6 +557,14 @@ static int run(int argc, char **argv) {
         log_info(NULL, "waiting for POST /api/v1/system/start");
     else
         supervisor_start(u.sup);
+    /* libmicrohttpd loads on a thread of its own, now that the first
+     * services are on their way: beside the configuration it slowed it
+     * down (the two threads share the address space's lock), and on a
+     * small machine it took a core from the first services' own start
+     * (mhd-api.c).  Until its daemons answer, clients wait in the listen
+     * backlog. */
+    mhd_api_preload();
+    api_server_serve(&u.api);
     uv_run(&loop, UV_RUN_DEFAULT);
     log_set_buffered(false);
     uv_close((uv_handle_t *)&flush, NULL);

@@ -6,9 +6,12 @@
  * libffi): linked, the dynamic loader maps, relocates and initialises
  * those ten libraries before main(), ~1.4 ms of every tend command on the
  * reference VM, and on the critical path of `tend up`'s startup.  Here,
- * `tend up` starts the load on a thread of its own before it parses the
- * configuration (mhd_api_preload), so that the other core does it while
- * the supervisor is set up; the other commands never load it at all.
+ * `tend up` starts the load on a thread of its own once the first
+ * services are spawned (mhd_api_preload), and the API server starts its
+ * daemons when the thread says it is done (mhd_api_load_fd), from the
+ * event loop.  The thread runs at nice 19, so that on a small machine it
+ * does not take a core from the first services' own start.  The other
+ * commands never load the library at all.
  *
  * The functions below have libmicrohttpd's names and the prototypes of
  * <microhttpd.h>, so api*.c call them as if the library were linked; each
@@ -21,6 +24,10 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -67,27 +74,37 @@ static const struct {
 
 static pthread_t loader;
 static bool loader_running, done, ok;
+static int done_fd = -1; /* eventfd, written by the loader when it ends */
 static char load_error[512];
 
 /* Fills fn (and ok), or load_error.  Runs once, on the loader thread or
  * on the first caller's. */
-static void *load(void *unused) {
+static void load(void) {
     void *h = dlopen(MHD_SONAME, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         const char *e = dlerror();
         snprintf(load_error, sizeof(load_error), "%s", e ? e : MHD_SONAME ": cannot be loaded");
-        return NULL;
+        return;
     }
     for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
         void *f = dlsym(h, syms[i].name);
         if (!f) {
             snprintf(load_error, sizeof(load_error), MHD_SONAME " lacks %s", syms[i].name);
             dlclose(h);
-            return NULL;
+            return;
         }
         *(void **)((char *)&fn + syms[i].offset) = f;
     }
     ok = true;
+}
+
+static void *loader_main(void *unused) {
+    /* This thread only (a thread id is a PRIO_PROCESS `who` on Linux).
+     * Nice rather than SCHED_IDLE: on a machine kept busy the API must
+     * still come up, later. */
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+    load();
+    (void)eventfd_write(done_fd, 1);
     return NULL;
 }
 
@@ -95,8 +112,17 @@ void mhd_api_preload(void) {
     if (done || loader_running)
         return;
     /* Without the thread the first call loads it, as without a preload. */
-    loader_running = pthread_create(&loader, NULL, load, NULL) == 0;
+    done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (done_fd < 0)
+        return;
+    loader_running = pthread_create(&loader, NULL, loader_main, NULL) == 0;
+    if (!loader_running) {
+        close(done_fd);
+        done_fd = -1;
+    }
 }
+
+int mhd_api_load_fd(void) { return loader_running ? done_fd : -1; }
 
 static bool loaded(void) {
     if (!done) {
@@ -104,8 +130,10 @@ static bool loaded(void) {
         if (loader_running) {
             pthread_join(loader, NULL);
             loader_running = false;
+            close(done_fd);
+            done_fd = -1;
         } else {
-            load(NULL);
+            load();
         }
         if (!ok)
             fprintf(stderr, "tend: the HTTP API needs libmicrohttpd: %s\n", load_error);

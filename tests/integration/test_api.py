@@ -451,6 +451,50 @@ def test_health_while_starting():
     assert t.stop() == 0
 
 
+def test_api_answers_from_the_first_line():
+    """The listeners are bound before the first service starts, and the
+    daemons that answer them start once libmicrohttpd is loaded, after the
+    first spawns: a client that connects as soon as tend says it is
+    starting, over TCP and over the unix socket, is answered (it waits in
+    the backlog, it is never refused)."""
+    port = free_port()
+    t = Tend('''
+        api: {listen: "127.0.0.1:%d"}
+        services:
+          a:
+            command: {a}
+            ready: {notify: true, timeout: 20s}
+        ''' % port, a=cmd("--notify", "--ready-delay", "1", name="a"))
+    t.wait_log(r"^tend \S+ starting ")
+    st, _, body = http_request("GET", "http://127.0.0.1:%d/health/live" % port, timeout=10)
+    assert st == 200 and json.loads(body)["status"] == "alive", (st, body)
+    st, _, body = http_request("GET", "/api/v1/services/a", unix=t.path(".tend", "tend.sock"), timeout=10)
+    assert st == 200 and json.loads(body)["state"] in ("starting", "ready"), (st, body)
+    t.wait_state("a", "ready")
+    assert t.stop() == 0
+
+
+def test_busy_port():
+    """api.listen on a port another process listens on: tend up names the
+    address and the reason, starts no service, and exits 1 (SPEC 3)."""
+    other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        other.bind(("127.0.0.1", 0))
+        other.listen(1)
+        port = other.getsockname()[1]
+        t = Tend('''
+            api: {listen: "127.0.0.1:%d"}
+            services:
+              a: {command: ["/bin/sleep", "60"]}
+            ''' % port)
+        assert t.wait_exit() == 1
+        assert t.find(r"api\.listen 127\.0\.0\.1:%d: cannot listen: Address already in use" % port,
+                      stream="any"), t.tail(10)
+        assert not t.spawned_pids("a"), "services started without an API"
+    finally:
+        other.close()
+
+
 # -- metrics -------------------------------------------------------------------
 
 SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? '
@@ -1354,6 +1398,8 @@ if __name__ == "__main__":
         test_expect_continue_does_not_freeze_loop,
         test_expect_continue_with_body_and_idle_cpu,
         test_output_not_utf8_in_events,
+        test_api_answers_from_the_first_line,
+        test_busy_port,
         test_token_rules,
         test_token_file_problems,
         test_non_loopback_needs_token,
