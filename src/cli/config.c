@@ -2390,23 +2390,109 @@ typedef struct compose_frame {
     int key;                /* a mapping's key waiting for its value, 0: none */
 } compose_frame;
 
+/*
+ * The document is a yaml_document_t, which the walkers read through
+ * yaml_document_get_node(), but its nodes are stored here rather than by
+ * yaml_document_add_*(): those copy every scalar and tag that the event
+ * already holds, and yaml_document_delete() frees the copies again, a
+ * quarter of the load.  A node takes its event's value and explicit tag
+ * instead; the default tags are the static strings below, not copies.
+ * Such a document is freed with doc_free() only.
+ */
+static const char SCALAR_TAG[] = YAML_DEFAULT_SCALAR_TAG, SEQUENCE_TAG[] = YAML_DEFAULT_SEQUENCE_TAG,
+                  MAPPING_TAG[] = YAML_DEFAULT_MAPPING_TAG;
+
+/* Room for one more element in a libyaml-style stack (start, top, end). */
+static bool stack_room(void **start, void **top, void **end, size_t size) {
+    if (*top != *end)
+        return true;
+    size_t n = (size_t)((char *)*end - (char *)*start) / size, cap = n ? 2 * n : 8;
+    char *p = reallocarray(*start, cap, size);
+    if (!p)
+        return false;
+    *start = p;
+    *top = p + n * size;
+    *end = p + cap * size;
+    return true;
+}
+#define STACK_ROOM(st) stack_room((void **)&(st).start, (void **)&(st).top, (void **)&(st).end, sizeof(*(st).start))
+
+static void doc_init(yaml_document_t *doc, int start_implicit) {
+    memset(doc, 0, sizeof(*doc));
+    doc->start_implicit = start_implicit;
+    doc->end_implicit = 1;
+}
+
+static void doc_free(yaml_document_t *doc) {
+    for (yaml_node_t *n = doc->nodes.start; n && n < doc->nodes.top; n++) {
+        const char *tag = (const char *)n->tag;
+        if (tag != SCALAR_TAG && tag != SEQUENCE_TAG && tag != MAPPING_TAG)
+            free(n->tag);
+        if (n->type == YAML_SCALAR_NODE)
+            free(n->data.scalar.value);
+        else if (n->type == YAML_SEQUENCE_NODE)
+            free(n->data.sequence.items.start);
+        else if (n->type == YAML_MAPPING_NODE)
+            free(n->data.mapping.pairs.start);
+    }
+    free(doc->nodes.start);
+    memset(doc, 0, sizeof(*doc));
+}
+
+/* The event's explicit tag, taken from it, or the static default. */
+static yaml_char_t *take_tag(yaml_char_t **tag, const char *dflt) {
+    if (!*tag || strcmp((const char *)*tag, "!") == 0)
+        return (yaml_char_t *)dflt;
+    return TAKE_PTR(*tag);
+}
+
+/* Adds the node of a scalar, sequence-start or mapping-start event, taking
+ * its strings; its 1-based index, or 0 when out of memory. */
+static int doc_add(yaml_document_t *doc, yaml_event_t *ev) {
+    if (doc->nodes.top - doc->nodes.start >= INT_MAX || !STACK_ROOM(doc->nodes))
+        return 0;
+    yaml_node_t *n = doc->nodes.top;
+    memset(n, 0, sizeof(*n));
+    n->start_mark = ev->start_mark;
+    n->end_mark = ev->end_mark;
+    if (ev->type == YAML_SCALAR_EVENT) {
+        n->type = YAML_SCALAR_NODE;
+        n->tag = take_tag(&ev->data.scalar.tag, SCALAR_TAG);
+        n->data.scalar.value = TAKE_PTR(ev->data.scalar.value);
+        n->data.scalar.length = ev->data.scalar.length;
+        n->data.scalar.style = ev->data.scalar.style;
+    } else if (ev->type == YAML_SEQUENCE_START_EVENT) {
+        n->type = YAML_SEQUENCE_NODE;
+        n->tag = take_tag(&ev->data.sequence_start.tag, SEQUENCE_TAG);
+        n->data.sequence.style = ev->data.sequence_start.style;
+    } else {
+        n->type = YAML_MAPPING_NODE;
+        n->tag = take_tag(&ev->data.mapping_start.tag, MAPPING_TAG);
+        n->data.mapping.style = ev->data.mapping_start.style;
+    }
+    doc->nodes.top++;
+    return (int)(doc->nodes.top - doc->nodes.start);
+}
+
 static int compose_attach(yaml_document_t *doc, compose_frame *top, int node) {
     if (!top)
         return 1; /* the root: the first node added */
     yaml_node_t *parent = yaml_document_get_node(doc, top->node);
-    if (parent->type == YAML_SEQUENCE_NODE)
-        return yaml_document_append_sequence_item(doc, top->node, node);
+    if (parent->type == YAML_SEQUENCE_NODE) {
+        if (!STACK_ROOM(parent->data.sequence.items))
+            return 0;
+        *parent->data.sequence.items.top++ = node;
+        return 1;
+    }
     if (!top->key) {
         top->key = node;
         return 1;
     }
-    int r = yaml_document_append_mapping_pair(doc, top->node, top->key, node);
+    if (!STACK_ROOM(parent->data.mapping.pairs))
+        return 0;
+    *parent->data.mapping.pairs.top++ = (yaml_node_pair_t){.key = top->key, .value = node};
     top->key = 0;
-    return r;
-}
-
-static const yaml_char_t *compose_tag(const yaml_char_t *tag, const char *dflt) {
-    return !tag || strcmp((const char *)tag, "!") == 0 ? (const yaml_char_t *)dflt : tag;
+    return 1;
 }
 
 /*
@@ -2439,8 +2525,8 @@ static int compose(ctx *c, yaml_parser_t *p, compose_state *st, yaml_document_t 
         yaml_event_type_t type = ev.type;
         if (type == YAML_NO_EVENT || type == YAML_STREAM_END_EVENT) {
             yaml_event_delete(&ev);
-            if (!have_doc && !yaml_document_initialize(doc, NULL, NULL, NULL, 1, 1))
-                goto fail;
+            if (!have_doc)
+                doc_init(doc, 1);
             return 1;
         }
         if (type == YAML_STREAM_START_EVENT) {
@@ -2448,10 +2534,7 @@ static int compose(ctx *c, yaml_parser_t *p, compose_state *st, yaml_document_t 
             continue;
         }
         if (type == YAML_DOCUMENT_START_EVENT) {
-            if (!yaml_document_initialize(doc, NULL, NULL, NULL, ev.data.document_start.implicit, 1)) {
-                yaml_event_delete(&ev);
-                goto fail;
-            }
+            doc_init(doc, ev.data.document_start.implicit);
             have_doc = true;
             doc->start_mark = ev.start_mark;
             yaml_event_delete(&ev);
@@ -2514,23 +2597,6 @@ static int compose(ctx *c, yaml_parser_t *p, compose_state *st, yaml_document_t 
                 goto fail;
             }
         } else {
-            if (type == YAML_SCALAR_EVENT)
-                node = yaml_document_add_scalar(doc, (yaml_char_t *)compose_tag(ev.data.scalar.tag, YAML_DEFAULT_SCALAR_TAG),
-                                                ev.data.scalar.value, (int)MIN(ev.data.scalar.length, (size_t)INT_MAX),
-                                                ev.data.scalar.style);
-            else if (type == YAML_SEQUENCE_START_EVENT)
-                node = yaml_document_add_sequence(doc, (yaml_char_t *)compose_tag(ev.data.sequence_start.tag, YAML_DEFAULT_SEQUENCE_TAG),
-                                                  ev.data.sequence_start.style);
-            else
-                node = yaml_document_add_mapping(doc, (yaml_char_t *)compose_tag(ev.data.mapping_start.tag, YAML_DEFAULT_MAPPING_TAG),
-                                                 ev.data.mapping_start.style);
-            if (!node) {
-                yaml_event_delete(&ev);
-                goto fail;
-            }
-            yaml_node_t *n = yaml_document_get_node(doc, node);
-            n->start_mark = ev.start_mark;
-            n->end_mark = ev.end_mark;
             if (anchor) {
                 for (size_t i = 0; i < st->n_anchor; i++) {
                     if (strcmp(st->anchor[i].name, (const char *)anchor) == 0) {
@@ -2547,10 +2613,16 @@ static int compose(ctx *c, yaml_parser_t *p, compose_state *st, yaml_document_t 
                     goto fail;
                 }
                 st->anchor[st->n_anchor].name = name;
-                st->anchor[st->n_anchor].node = node;
                 st->anchor[st->n_anchor].mark = ev.start_mark;
-                st->n_anchor++;
             }
+            if (!(node = doc_add(doc, &ev))) {
+                if (anchor)
+                    free(st->anchor[st->n_anchor].name);
+                yaml_event_delete(&ev);
+                goto fail;
+            }
+            if (anchor)
+                st->anchor[st->n_anchor++].node = node;
         }
         yaml_event_delete(&ev);
         if (!compose_attach(doc, top, node))
@@ -2560,7 +2632,7 @@ static int compose(ctx *c, yaml_parser_t *p, compose_state *st, yaml_document_t 
     }
 fail:
     if (have_doc)
-        yaml_document_delete(doc);
+        doc_free(doc);
     return r;
 }
 
@@ -2619,7 +2691,7 @@ int config_load_string(const char *path, const char *text, size_t len,
         if (root)
             error_at(&c, root, "only one YAML document is allowed (remove the \"---\" "
                                "separator)");
-        yaml_document_delete(&extra);
+        doc_free(&extra);
     }
     r = 0;
 
@@ -2667,7 +2739,7 @@ finish:
     }
     tend_config_free(cfg);
     if (have_doc)
-        yaml_document_delete(&doc);
+        doc_free(&doc);
     if (have_parser)
         yaml_parser_delete(&parser);
     compose_state_done(&cs);
