@@ -38,6 +38,7 @@
 #include "log.h"
 #include "macros.h"
 #include "parse.h"
+#include "strmap.h"
 #include "strv.h"
 #include "utf8.h"
 
@@ -396,6 +397,15 @@ static int map_pairs(ctx *c, yaml_node_t *own, yaml_node_t *dflt, kv **ret) {
         c->oom = true;
         return -1;
     }
+    /* Each key is looked for among those before it: by a scan in the few
+     * keys of a service, by a hash in `services:` and other long ones. */
+    strmap seen = {0};
+    bool hashed = n_own + n_dflt > 16;
+    if (hashed && strmap_init(&seen, n_own + n_dflt) < 0) {
+        free(v);
+        c->oom = true;
+        return -1;
+    }
     size_t n = 0;
     for (int pass = 0; pass < 2; pass++) {
         yaml_node_t *m = pass == 0 ? own : dflt;
@@ -415,8 +425,18 @@ static int map_pairs(ctx *c, yaml_node_t *own, yaml_node_t *dflt, kv **ret) {
             }
             const char *name = scalar_value(k);
             size_t i = 0;
-            while (i < n && !streq(v[i].name, name))
-                i++;
+            if (!hashed) {
+                while (i < n && !streq(v[i].name, name))
+                    i++;
+            } else {
+                int r = strmap_put(&seen, name, n, &i);
+                if (r < 0) {
+                    c->oom = true;
+                    break;
+                }
+                if (r > 0)
+                    i = n; /* not seen before */
+            }
             if (i < n) {
                 /* In defaults, the key is either overridden by the
                  * service or a duplicate reported with defaults. */
@@ -428,6 +448,7 @@ static int map_pairs(ctx *c, yaml_node_t *own, yaml_node_t *dflt, kv **ret) {
             v[n++] = (kv){.key = k, .val = val, .name = name, .dflt = pass == 1};
         }
     }
+    strmap_done(&seen);
     if (n == 0) {
         free(v);
         return 0;
@@ -2126,25 +2147,35 @@ static void top_pair(ctx *c, const kv *p, void *userdata) {
 /* Dependencies name existing services other than their own. */
 static void check_deps(ctx *c, top_ctx *tc) {
     tend_config *cfg = tc->cfg;
+    strmap names;
+    if (strmap_init(&names, cfg->n_services) < 0) {
+        c->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < cfg->n_services; i++)
+        if (strmap_put(&names, cfg->services[i].name, i, NULL) < 0) {
+            c->oom = true;
+            strmap_done(&names);
+            return;
+        }
     for (size_t i = 0; i < cfg->n_services && walking(c); i++) {
         tend_service_spec *s = &cfg->services[i];
+        if (s->n_deps == 0)
+            continue;
+        size_t saved = path_push(c, "services.%s.depends_on", s->name);
         for (size_t j = 0; j < s->n_deps; j++) {
             yaml_node_t *node = tc->extras[i].dep_nodes[j];
-            size_t saved = path_push(c, "services.%s.depends_on", s->name);
-            tend_service_spec *target = NULL;
-            for (size_t k = 0; k < cfg->n_services && !target; k++)
-                if (streq(cfg->services[k].name, s->deps[j].name))
-                    target = &cfg->services[k];
+            long t = strmap_get(&names, s->deps[j].name);
+            tend_service_spec *target = t < 0 ? NULL : &cfg->services[t];
             if (target == s)
                 error_at(c, node, "service \"%s\" cannot depend on itself", s->name);
             else if (!target) {
-                char *names = NULL;
+                char *list = NULL;
                 size_t len = 0;
-                FILE *f = open_memstream(&names, &len);
+                FILE *f = open_memstream(&list, &len);
                 if (!f) {
                     c->oom = true;
-                    path_pop(c, saved);
-                    return;
+                    break;
                 }
                 for (size_t k = 0; k < cfg->n_services && k < 20; k++)
                     fprintf(f, "%s%s", k ? ", " : "", cfg->services[k].name);
@@ -2152,18 +2183,19 @@ static void check_deps(ctx *c, top_ctx *tc) {
                     fputs(", ...", f);
                 if (cfg->n_services == 0)
                     fputs("none", f);
-                if (fclose(f) != 0 || !names)
+                if (fclose(f) != 0 || !list)
                     c->oom = true;
                 else
                     error_at(c, node, "unknown dependency \"%s\" (services: %s)",
-                             s->deps[j].name, names);
-                free(names);
+                             s->deps[j].name, list);
+                free(list);
             } else if (s->deps[j].condition == TEND_DEP_COMPLETED && !target->oneshot)
                 error_at(c, node, "\"completed\" requires \"%s\" to be a oneshot (use ready or "
                                   "started)", target->name);
-            path_pop(c, saved);
         }
+        path_pop(c, saved);
     }
+    strmap_done(&names);
 }
 
 static int port_cmp(const void *a, const void *b, void *userdata) {

@@ -1031,6 +1031,19 @@ static void test_err_yaml(void **state) {
     expect_errors("{[a]: 1}\n", "t.yaml:1:2: expected a string key, got a sequence", NULL);
 }
 
+/* A mapping of more than 16 keys finds its duplicates by a hash rather
+ * than a scan: the same errors, in the same words. */
+static void test_err_duplicate_in_long_mapping(void **state) {
+    (void)state;
+    char yaml[4096] = "services:\n";
+    size_t o = strlen(yaml);
+    for (int i = 0; i < 20; i++)
+        o += (size_t)snprintf(yaml + o, sizeof(yaml) - o, "  s%02d: {command: x}\n", i);
+    snprintf(yaml + o, sizeof(yaml) - o, "  s07: {command: y}\n  s19: {command: z}\n");
+    expect_errors(yaml, "t.yaml:22:3: services: duplicate key \"s07\" (first at line 9)",
+                  "t.yaml:23:3: services: duplicate key \"s19\" (first at line 21)", NULL);
+}
+
 static void test_err_defaults(void **state) {
     (void)state;
     /* Errors inside defaults are reported once, at the defaults node;
@@ -1275,7 +1288,7 @@ int main(void) {
         cmocka_unit_test(test_err_api),
         cmocka_unit_test(test_err_top),
         cmocka_unit_test(test_err_queues),
-        cmocka_unit_test(test_err_yaml),
+        cmocka_unit_test(test_err_yaml), cmocka_unit_test(test_err_duplicate_in_long_mapping),
         cmocka_unit_test(test_err_defaults),
         cmocka_unit_test(test_err_many),
         cmocka_unit_test(test_err_quoted_text),

@@ -140,11 +140,39 @@ static void test_wide(void **state) {
     release(&f);
 }
 
+/* 2000 services in a chain, declared last first: names are found by the
+ * map, the waves are 1..2000 and the order puts each after its dependency. */
+static void test_long_chain(void **state) {
+    enum { N = 2000 };
+    static char names[N][16];
+    static tend_service_spec s[N];
+    static tend_dep_spec d[N];
+    for (size_t i = 0; i < N; i++) {
+        size_t k = N - 1 - i; /* service k is declared at position i */
+        snprintf(names[k], sizeof(names[k]), "svc-%zu", k);
+        memset(&s[i], 0, sizeof(s[i]));
+        s[i].name = names[k];
+        if (k > 0) {
+            d[i] = (tend_dep_spec){.name = names[k - 1], .condition = TEND_DEP_READY};
+            s[i].deps = &d[i];
+            s[i].n_deps = 1;
+        }
+    }
+    graph *g = NULL;
+    assert_int_equal(graph_build(s, N, &g, NULL), 0);
+    assert_int_equal(g->n_waves, N);
+    for (size_t i = 0; i < N; i++)
+        assert_int_equal(g->wave[i], N - (int)i);
+    for (size_t k = 0; k < N; k++)
+        assert_int_equal(g->order[k], N - 1 - k);
+    graph_free(g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_diamond_and_chain), cmocka_unit_test(test_cycle_named),
         cmocka_unit_test(test_self_cycle), cmocka_unit_test(test_unknown_dependency),
-        cmocka_unit_test(test_empty), cmocka_unit_test(test_wide),
+        cmocka_unit_test(test_empty), cmocka_unit_test(test_wide), cmocka_unit_test(test_long_chain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
