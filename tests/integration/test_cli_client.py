@@ -2,7 +2,10 @@
 start/stop/restart, logs (-n, -f), down, --url/TEND_URL/TEND_TOKEN, and
 exit code 3 when no instance is reachable (SPEC 3)."""
 
+import shutil
 import subprocess
+import tempfile
+import textwrap
 import threading
 import queue
 
@@ -315,6 +318,60 @@ def test_down():
     check(tend(["down", "--timeout", "soon"], config=t.config_path), 2, err=r"invalid duration")
 
 
+def _detach_config(d, service_args):
+    path = os.path.join(d, "tend.yaml")
+    with open(path, "w") as f:
+        f.write(textwrap.dedent('''
+            name: det
+            api: {listen: ""}
+            log: {format: json}
+            services:
+              a:
+                command: %s
+                ready: {notify: true, timeout: 20s}
+                restart: {policy: "no"}
+            ''') % cmd(*service_args, name="a"))
+    return path
+
+
+def _kill_if_alive(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def test_detach():
+    """tend up --detach returns once startup has succeeded (exit 0, the pid
+    and the log named); the instance answers tend status at once and
+    stops with tend down, leaving no process.  When startup fails: exit
+    1, the log named, nothing left running."""
+    d = tempfile.mkdtemp(prefix="tend-test-detach-")
+    cfg = _detach_config(d, ["--notify", "--ready-delay", "0.3"])
+    r = check(tend(["up", "--detach"], config=cfg, cwd=d), 0, out=r"^tend: det started \(pid \d+\); log: ")
+    pid = int(re.search(r"pid (\d+)", r.stdout).group(1))
+    try:
+        assert pid_alive(pid)
+        js = json.loads(check(tend(["status", "--json"], config=cfg, cwd=d), 0).stdout)
+        assert [(x["name"], x["state"]) for x in js] == [("a", "ready")], js
+        child = js[0]["pid"]
+        check(tend(["down"], config=cfg, cwd=d), 0)
+        wait_pids_gone([pid, child], 10)
+        log = open(os.path.join(d, ".tend", "tend.log")).read()
+        assert "startup complete" in log and "shutdown complete" in log, log[-2000:]
+    finally:
+        _kill_if_alive(pid)
+    shutil.rmtree(d)
+
+    d = tempfile.mkdtemp(prefix="tend-test-detach-")
+    cfg = _detach_config(d, ["--crash-after", "0.1", "--exit-code", "3"])
+    r = check(tend(["up", "--detach"], config=cfg, cwd=d), 1, err=r"^tend: det failed to start; see \S+tend\.log")
+    log = open(os.path.join(d, ".tend", "tend.log")).read()
+    assert "startup failed" in log, log[-2000:]
+    check(tend(["status"], config=cfg, cwd=d), 3)
+    shutil.rmtree(d)
+
+
 def test_down_refused_while_starting():
     """tend down while a service is still starting: refused with the API's
     message, exit 1; tend goes on and starts; then tend down works."""
@@ -434,6 +491,7 @@ if __name__ == "__main__":
         test_logs,
         test_logs_follow,
         test_down,
+        test_detach,
         test_down_refused_while_starting,
         test_down_over_tcp,
         test_url_and_token,
