@@ -741,6 +741,8 @@ int api_server_start(api_server *srv, uv_loop_t *loop, const tend_config *cfg, s
 
 void api_server_serve(api_server *srv) {
     char err[512];
+    if (srv->unix_fd < 0 || srv->load_waiting)
+        return; /* stopped, served, or about to be */
     int lfd = mhd_api_load_fd();
     if (lfd >= 0) {
         int r = uv_poll_init(srv->loop, &srv->load_poll, lfd);

@@ -152,7 +152,8 @@ int api_server_start(api_server *srv, uv_loop_t *loop, const tend_config *cfg, s
  * else from the loop when the preload ends (mhd-api.h).  `tend up` calls
  * it after the first services are spawned, so that neither the load nor
  * the daemons' start are on their way.  If the daemons cannot start,
- * srv->failed is called (from here or from the loop).
+ * srv->failed is called (from here or from the loop).  Nothing once the
+ * server is stopped (or already served).
  */
 void api_server_serve(api_server *srv);
 /* Stops accepting, closes every connection and the loop handles. */

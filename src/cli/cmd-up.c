@@ -563,8 +563,10 @@ static int run(int argc, char **argv) {
      * small machine it took a core from the first services' own start
      * (mhd-api.c).  Until its daemons answer, clients wait in the listen
      * backlog. */
-    mhd_api_preload();
-    api_server_serve(&u.api);
+    if (u.api_running) { /* else the startup has failed and the system stopped already */
+        mhd_api_preload();
+        api_server_serve(&u.api);
+    }
     uv_run(&loop, UV_RUN_DEFAULT);
     log_set_buffered(false);
     uv_close((uv_handle_t *)&flush, NULL);

@@ -97,19 +97,24 @@ def test_setsid_escapee_killed_at_shutdown():
 def test_missing_binary_fails_startup():
     """A command that cannot be executed is reported with the exec error;
     for a critical service the startup fails (exit 1) and nothing waits on
-    it (its `started` dependents never start)."""
-    t = Tend('''
-        services:
-          ghost:
-            command: ["/nonexistent/bin/ghost", "--flag"]
-          child:
-            command: {child}
-            depends_on: {ghost: started}
-        ''', child=cmd(name="child"))
-    assert t.wait_exit(timeout=slow(10)) == 1
-    assert t.find(r"^cannot start: exec /nonexistent/bin/ghost: No such file or directory", service="ghost")
-    assert t.find(r"^startup failed: service ghost: exec /nonexistent/bin/ghost")
-    assert not t.spawned_pids("child")
+    it (its `started` dependents never start).  Also without parking
+    (TEND_PARK=0), where the failure is known before the first loop turn:
+    tend used to start serving its API after the system had stopped, and
+    then never exit."""
+    for park in ("1", "0"):
+        t = Tend('''
+            api: {listen: "127.0.0.1:%d"}
+            services:
+              ghost:
+                command: ["/nonexistent/bin/ghost", "--flag"]
+              child:
+                command: {child}
+                depends_on: {ghost: started}
+            ''' % free_port(), child=cmd(name="child"), env={"TEND_PARK": park})
+        assert t.wait_exit(timeout=slow(10)) == 1, "TEND_PARK=%s" % park
+        assert t.find(r"^cannot start: exec /nonexistent/bin/ghost: No such file or directory", service="ghost")
+        assert t.find(r"^startup failed: service ghost: exec /nonexistent/bin/ghost")
+        assert not t.spawned_pids("child")
 
 
 def test_started_waits_for_exec():
