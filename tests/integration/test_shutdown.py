@@ -143,6 +143,27 @@ def test_sigint():
     wait_pids_gone(pids, timeout=2)
 
 
+def test_sigterm_at_once():
+    """SIGTERM as soon as tend says it is starting: the first wave is being
+    spawned and libmicrohttpd is still loading for the API.  tend stops
+    what it started and exits 0; no service is left."""
+    for _ in range(3):  # a race: give it a few chances
+        t = Tend('''
+            api: {listen: "127.0.0.1:%d"}
+            services:
+              a: {command: {a}, ready: {notify: true, timeout: 20s}}
+              b: {command: {b}, ready: {notify: true, timeout: 20s}}
+              c: {command: {c}, depends_on: {a: ready, b: ready}}
+            ''' % free_port(), a=cmd("--notify", "--ready-delay", "0.5", name="a"),
+            b=cmd("--notify", "--ready-delay", "0.5", name="b"), c=cmd(name="c"))
+        t.wait_log(r"^tend \S+ starting ")
+        t.signal(signal.SIGTERM)
+        assert t.wait_exit(timeout=20) == 0, t.tail(20)
+        assert t.find(r"^shutting down \(SIGTERM\)", service="-"), t.tail(20)
+        assert not t.spawned_pids("c"), "c started after the shutdown"
+        wait_pids_gone(t.spawned_pids("a") + t.spawned_pids("b"), timeout=2)
+
+
 def _up_supports(flag):
     r = run_tend(["up", "--help"], timeout=10)
     if flag in r.stdout + r.stderr:
@@ -213,6 +234,7 @@ if __name__ == "__main__":
         test_no_fd_leak,
         test_no_orphans_after_kill9,
         test_sigint,
+        test_sigterm_at_once,
         test_hard_deadline,
         test_graceful_exit_code_and_no_survivors,
     ])
