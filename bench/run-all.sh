@@ -21,6 +21,7 @@ if [ "$quick" = yes ]; then
     run "$here/idle_rss.py" --runs 1 --settle 6
     run "$here/stop50.py" --runs 2
     run "$here/probe_cpu.py" --duration 15 --baseline 5
+    run "$here/config_load.py" --runs 3
     run "$here/api_load.py"
     run "$here/spawn_floor.py" --reps 3
 else
@@ -28,6 +29,7 @@ else
     run "$here/idle_rss.py"
     run "$here/stop50.py"
     run "$here/probe_cpu.py"
+    run "$here/config_load.py"
     run "$here/api_load.py"
     run "$here/spawn_floor.py"
 fi
