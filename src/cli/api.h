@@ -150,7 +150,7 @@ int api_server_start(api_server *srv, uv_loop_t *loop, const tend_config *cfg, s
  * Serves the listeners with libmicrohttpd's daemons: at once if the
  * library is loaded or no load is under way (it is then loaded here),
  * else from the loop when the preload ends (mhd-api.h).  `tend up` calls
- * it after the first services are spawned, so that neither the load nor
+ * it once the first services have exec'd, so that neither the load nor
  * the daemons' start are on their way.  If the daemons cannot start,
  * srv->failed is called (from here or from the loop).  Nothing once the
  * server is stopped (or already served).

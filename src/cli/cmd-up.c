@@ -328,6 +328,22 @@ static void api_request_start(api_server *srv) {
     uv_timer_start(&u->deferred, on_deferred, 0, 0);
 }
 
+/* libmicrohttpd loads on a thread of its own once the first services
+ * have exec'd (spawns_settled): beside the configuration it slowed it
+ * down (the two threads share the address space's lock), and while the
+ * first wave execs it slowed that too (its children were cloned in our
+ * address space).  Until the daemons answer, clients wait in the listen
+ * backlog.  Not once the system has stopped (a startup that failed at
+ * once). */
+static void serve_api(up_ctx *u) {
+    if (!u->api_running)
+        return;
+    mhd_api_preload();
+    api_server_serve(&u->api);
+}
+
+static void on_spawns_settled(void *data) { serve_api(data); }
+
 /* The API's daemons did not start once libmicrohttpd was loaded: the
  * services may be up by now, so they are stopped as for a signal. */
 static void api_failed(api_server *srv, const char *message) {
@@ -478,7 +494,8 @@ static int run(int argc, char **argv) {
     uv_loop_t loop;
     uv_loop_init(&loop);
     supervisor_callbacks cb = {.data = &u, .log = on_log, .output = on_output, .phase_changed = on_phase,
-                               .state_changed = on_state, .health_changed = on_health};
+                               .state_changed = on_state, .health_changed = on_health,
+                               .spawns_settled = on_spawns_settled};
     char err[1024] = "";
     char **selected = optind < argc ? argv + optind : NULL;
     r = supervisor_new(&loop, cfg, selected, &cb, &u.sup, err, sizeof(err));
@@ -553,19 +570,11 @@ static int run(int argc, char **argv) {
     uv_prepare_start(&flush, on_flush);
     uv_unref((uv_handle_t *)&flush); /* it keeps nothing running */
     log_set_buffered(true);
-    if (no_start)
+    if (no_start) {
         log_info(NULL, "waiting for POST /api/v1/system/start");
-    else
-        supervisor_start(u.sup);
-    /* libmicrohttpd loads on a thread of its own, now that the first
-     * services are on their way: beside the configuration it slowed it
-     * down (the two threads share the address space's lock), and on a
-     * small machine it took a core from the first services' own start
-     * (mhd-api.c).  Until its daemons answer, clients wait in the listen
-     * backlog. */
-    if (u.api_running) { /* else the startup has failed and the system stopped already */
-        mhd_api_preload();
-        api_server_serve(&u.api);
+        serve_api(&u);
+    } else {
+        supervisor_start(u.sup); /* serves the API when its spawns settle */
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     log_set_buffered(false);

@@ -7,7 +7,7 @@
  * those ten libraries before main(), ~1.4 ms of every tend command on the
  * reference VM, and on the critical path of `tend up`'s startup.  Here,
  * `tend up` starts the load on a thread of its own once the first
- * services are spawned (mhd_api_preload), and the API server starts its
+ * services have exec'd (mhd_api_preload), and the API server starts its
  * daemons when the thread says it is done (mhd_api_load_fd), from the
  * event loop.  The thread runs at nice 19, so that on a small machine it
  * does not take a core from the first services' own start.  The other

@@ -736,6 +736,7 @@ static bool exec_status_settle(service *s) {
     exec_poll_done(s);
     spawn_parked_forget(&s->park);
     s->exec_inflight = false;
+    supervisor_check_settled(s->sup);
     if (r == 2 || r < 0) {
         s->exec_failed = true;
         if (r < 0)

@@ -365,6 +365,17 @@ void supervisor_park_soon(supervisor *sup) {
         uv_timer_start(&sup->park_timer, on_park_timer, PARK_DELAY_MS, 0);
 }
 
+void supervisor_check_settled(supervisor *sup) {
+    if (sup->settled_told || sup->phase == PHASE_IDLE)
+        return;
+    for (size_t i = 0; i < sup->n; i++)
+        if (sup->services[i].exec_inflight)
+            return;
+    sup->settled_told = true;
+    if (sup->cb.spawns_settled)
+        sup->cb.spawns_settled(sup->cb.data);
+}
+
 /* ---- construction ---- */
 
 static void select_with_deps(supervisor *sup, size_t i) {
@@ -585,8 +596,10 @@ int supervisor_start(supervisor *sup) {
     }
     for (size_t k = 0; k < sup->n; k++) {
         evaluate(sup, &sup->services[g->order[k]]);
-        if (sup->phase != PHASE_STARTING && sup->phase != PHASE_STARTED)
+        if (sup->phase != PHASE_STARTING && sup->phase != PHASE_STARTED) {
+            supervisor_check_settled(sup);
             return 0;
+        }
     }
     /* The first services are on their way: now the other notify sockets
      * (a failure here is told again, as a spawn failure, when it is due). */
@@ -597,6 +610,7 @@ int supervisor_start(supervisor *sup) {
             supervisor_logf(sup, LOG_ERR, s->spec->name, "%s", err);
     }
     check_started(sup);
+    supervisor_check_settled(sup);
     return 0;
 }
 

@@ -40,6 +40,11 @@ typedef struct supervisor_callbacks {
     void (*state_changed)(void *data, const service *s, service_state from, const char *reason);
     void (*health_changed)(void *data, const service *s, service_health from);
     void (*phase_changed)(void *data, supervisor_phase phase);
+    /* Once after supervisor_start(): the services it started have all
+     * exec'd (or failed to).  Work put off until then (tend up loads
+     * libmicrohttpd) no longer competes with their start for the CPU and
+     * for the address space they were cloned in. */
+    void (*spawns_settled)(void *data);
 } supervisor_callbacks;
 
 typedef struct supervisor {
@@ -72,6 +77,7 @@ typedef struct supervisor {
     int lock_fd;                /* flock on <state_dir>/tend.lock, -1 when none */
     logfile_precreator *precreate; /* creating the services' log files ahead (output.h) */
     bool finishing;             /* finish() has begun */
+    bool settled_told;          /* cb.spawns_settled has been called */
 } supervisor;
 
 /*
@@ -113,6 +119,8 @@ void supervisor_reevaluate(supervisor *sup, service *s);
 /* A service has exec'd: park, a moment later, the pending services whose
  * dependencies are now all under way. */
 void supervisor_park_soon(supervisor *sup);
+/* Calls cb.spawns_settled, once, when no released service awaits its exec. */
+void supervisor_check_settled(supervisor *sup);
 void supervisor_logf(supervisor *sup, int level, const char *svc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 double supervisor_random(supervisor *sup);
