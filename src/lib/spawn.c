@@ -216,6 +216,71 @@ static void *child_stack(bool *ret_temporary) {
     return st;
 }
 
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define SPAWN_HAVE_VALGRIND_H 1
+#endif
+#endif
+
+/* Valgrind runs only the clones that are a fork, a vfork or a thread; it
+ * ends the process at any other, and runs a CLONE_VM | CLONE_VFORK one as
+ * a fork: the child's report of a failed step would not reach us. */
+static bool under_valgrind(void) {
+#ifdef SPAWN_HAVE_VALGRIND_H
+    if (RUNNING_ON_VALGRIND)
+        return true;
+#endif
+    const char *pre = getenv("LD_PRELOAD");
+    return pre && strstr(pre, "vgpreload");
+}
+
+/* fork() and a close-on-exec pipe instead of a vfork that shares our
+ * memory: under ThreadSanitizer, whose runtime cannot share its state with
+ * a child in our address space (children hang), and under valgrind. */
+static bool use_fork(void) {
+#ifdef SPAWN_FORK_FALLBACK
+    const bool always = true;
+#else
+    const bool always = false;
+#endif
+    static int v = -1;
+    if (v < 0)
+        v = always || under_valgrind();
+    return v;
+}
+
+/* The child of use_fork(): blocks as vfork would, until the child has
+ * exec'd (the pipe closes) or reported its failed step on it. */
+static pid_t fork_child(child_args *a) {
+    int p[2] = {-1, -1};
+    if (pipe2(p, O_CLOEXEC) == 0)
+        a->errfd = p[1];
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (p[0] >= 0)
+            close(p[0]);
+        _exit(child_main(a));
+    }
+    int fork_errno = errno;
+    if (p[1] >= 0)
+        close(p[1]);
+    if (pid > 0 && p[0] >= 0) {
+        int msg[2];
+        ssize_t n;
+        while ((n = read(p[0], msg, sizeof(msg))) < 0 && errno == EINTR)
+            ;
+        if (n == (ssize_t)sizeof(msg)) {
+            a->step = msg[0];
+            a->err = msg[1];
+        }
+    }
+    if (p[0] >= 0)
+        close(p[0]);
+    errno = fork_errno;
+    return pid;
+}
+
 int spawn_process(const spawn_opts *o, pid_t *ret_pid, const char **ret_step) {
     if (!o->argv || !o->argv[0])
         return -EINVAL;
@@ -244,36 +309,8 @@ int spawn_process(const spawn_opts *o, pid_t *ret_pid, const char **ret_step) {
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int saved_errno = errno;
-#ifdef SPAWN_FORK_FALLBACK
-    /* ThreadSanitizer's runtime cannot share its state with a child that
-     * runs in our address space (children hang): fork there, and learn
-     * the outcome from a close-on-exec pipe, blocking as vfork would. */
-    int p[2] = {-1, -1};
-    if (pipe2(p, O_CLOEXEC) == 0)
-        a.errfd = p[1];
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (p[0] >= 0)
-            close(p[0]);
-        _exit(child_main(&a));
-    }
-    if (p[1] >= 0)
-        close(p[1]);
-    if (pid > 0 && p[0] >= 0) {
-        int msg[2];
-        ssize_t n;
-        while ((n = read(p[0], msg, sizeof(msg))) < 0 && errno == EINTR)
-            ;
-        if (n == (ssize_t)sizeof(msg)) {
-            a.step = msg[0];
-            a.err = msg[1];
-        }
-    }
-    if (p[0] >= 0)
-        close(p[0]);
-#else
-    pid_t pid = clone(child_main, (char *)stack + SPAWN_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
-#endif
+    pid_t pid = use_fork() ? fork_child(&a)
+                           : clone(child_main, (char *)stack + SPAWN_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
     int clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     errno = saved_errno;
@@ -554,24 +591,6 @@ PARKED_CODE static int park_main(void *arg) {
     return 127;
 }
 #endif /* SPAWN_CAN_PARK */
-
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#define SPAWN_HAVE_VALGRIND_H 1
-#endif
-#endif
-
-/* Valgrind runs only the clones that are a fork, a vfork or a thread; it
- * ends the process at any other. */
-static bool under_valgrind(void) {
-#ifdef SPAWN_HAVE_VALGRIND_H
-    if (RUNNING_ON_VALGRIND)
-        return true;
-#endif
-    const char *pre = getenv("LD_PRELOAD");
-    return pre && strstr(pre, "vgpreload");
-}
 
 bool spawn_can_park(void) {
 #ifdef SPAWN_CAN_PARK
