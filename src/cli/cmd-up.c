@@ -63,9 +63,12 @@ static void on_output(void *data, const char *svc, size_t index, const char *lin
 /* Before the loop waits: what this turn logged goes out in one write. */
 static void on_flush(uv_prepare_t *p) { log_flush(); }
 
+/* --detach: the waiting parent exits on this, pointing at the log, which
+ * must then hold every line so far. */
 static void tell_parent(up_ctx *u, char verdict) {
     if (u->notify_fd < 0)
         return;
+    log_flush();
     (void)write_all(u->notify_fd, &verdict, 1);
     close(u->notify_fd);
     u->notify_fd = -1;
@@ -117,11 +120,13 @@ static void on_phase(void *data, supervisor_phase phase) {
     }
     if (phase == PHASE_DONE) /* sessions: flush the durable store */
         sessions_stop(u);
+    /* A startup that fails is told once the system has stopped: when
+     * `tend up --detach` returns, nothing of it runs any more. */
     if (phase == PHASE_STARTED)
         tell_parent(u, '0');
-    else if (phase == PHASE_STOPPING || phase == PHASE_DONE) {
+    else if (phase == PHASE_DONE) {
         tell_parent(u, '1');
-        if (phase == PHASE_DONE && u->signals_open) {
+        if (u->signals_open) {
             u->signals_open = false;
             uv_close((uv_handle_t *)&u->sigint, NULL);
             uv_close((uv_handle_t *)&u->sigterm, NULL);

@@ -318,7 +318,7 @@ def test_down():
     check(tend(["down", "--timeout", "soon"], config=t.config_path), 2, err=r"invalid duration")
 
 
-def _detach_config(d, service_args):
+def _detach_config(d, service_args, ready_timeout="20s"):
     path = os.path.join(d, "tend.yaml")
     with open(path, "w") as f:
         f.write(textwrap.dedent('''
@@ -328,9 +328,9 @@ def _detach_config(d, service_args):
             services:
               a:
                 command: %s
-                ready: {notify: true, timeout: 20s}
+                ready: {notify: true, timeout: %s}
                 restart: {policy: "no"}
-            ''') % cmd(*service_args, name="a"))
+            ''') % (cmd(*service_args, name="a"), ready_timeout))
     return path
 
 
@@ -363,13 +363,19 @@ def test_detach():
         _kill_if_alive(pid)
     shutil.rmtree(d)
 
-    d = tempfile.mkdtemp(prefix="tend-test-detach-")
-    cfg = _detach_config(d, ["--crash-after", "0.1", "--exit-code", "3"])
-    r = check(tend(["up", "--detach"], config=cfg, cwd=d), 1, err=r"^tend: det failed to start; see \S+tend\.log")
-    log = open(os.path.join(d, ".tend", "tend.log")).read()
-    assert "startup failed" in log, log[-2000:]
-    check(tend(["status"], config=cfg, cwd=d), 3)
-    shutil.rmtree(d)
+    # Failures: the service exits, or never becomes ready and is stopped.
+    # The parent returns once the system has stopped: the log is complete,
+    # the service is gone and no instance answers.
+    for args, timeout in ((["--crash-after", "0.1", "--exit-code", "3"], "20s"), (["--term-delay", "0.5"], "1s")):
+        d = tempfile.mkdtemp(prefix="tend-test-detach-")
+        cfg = _detach_config(d, args, timeout)
+        r = check(tend(["up", "--detach"], config=cfg, cwd=d), 1, err=r"^tend: det failed to start; see \S+tend\.log")
+        log = open(os.path.join(d, ".tend", "tend.log")).read()
+        assert "startup failed" in log and "shutdown complete" in log, log[-2000:]
+        pids = [int(p) for p in re.findall(r'"spawned pid (\d+)"', log)]
+        assert pids and not any(pid_alive(p) for p in pids), (pids, log[-2000:])
+        check(tend(["status"], config=cfg, cwd=d), 3)
+        shutil.rmtree(d)
 
 
 def test_down_refused_while_starting():
