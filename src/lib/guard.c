@@ -144,6 +144,8 @@ void guard_prestart(void) {
         (void)start(&prestarted);
 }
 
+pid_t guard_prestarted_pid(void) { return prestarted.fd >= 0 ? prestarted.pid : -1; }
+
 int guard_start(guard *g) {
     if (prestarted.fd >= 0) {
         *g = prestarted;

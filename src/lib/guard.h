@@ -34,6 +34,9 @@ typedef struct guard {
 /* Forks a guard now, for the next guard_start() to adopt.  A failure is
  * left for guard_start() to retry and report.  Process-wide. */
 void guard_prestart(void);
+/* The pid of the guard guard_prestart() forked and no guard_start() has
+ * adopted yet, or -1: a child of ours that is not a stray. */
+pid_t guard_prestarted_pid(void);
 
 /* Starts the guard (or adopts the one guard_prestart() started).  0 or
  * -errno (then g->fd is -1 and tend runs without one; the caller should

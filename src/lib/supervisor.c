@@ -241,7 +241,7 @@ static int kill_stray_children(supervisor *sup) {
             if (end == p)
                 break;
             p = end;
-            if (pid <= 1 || pid == sup->guard.pid)
+            if (pid <= 1 || pid == sup->guard.pid || pid == guard_prestarted_pid())
                 continue;
             if (kill((pid_t)pid, SIGKILL) == 0)
                 n++;
@@ -277,7 +277,8 @@ static void finish(supervisor *sup, bool clean) {
         close(sup->guard.fd); /* no "bye": the guard kills what is left */
         sup->guard.fd = -1;
     }
-    supervisor_logf(sup, LOG_INFO, NULL, "shutdown complete in %lld ms", (long long)(now_mono_ms() - sup->stop_ms));
+    if (sup->stop_ms > 0) /* else supervisor_new() failed: nothing ran */
+        supervisor_logf(sup, LOG_INFO, NULL, "shutdown complete in %lld ms", (long long)(now_mono_ms() - sup->stop_ms));
     set_phase(sup, PHASE_DONE);
 }
 

@@ -137,6 +137,23 @@ services:
         assert re.search(r"^tend: \S*tend\.yaml:4:\d+: services\.api\.restart\.delay", r.stderr, re.M), r.stderr
 
 
+def test_up_refusals_say_only_why():
+    """tend up with a service name not in the config (exit 2) or an unknown
+    user: (exit 1) prints the one reason on stderr and nothing else: no
+    "stray process" killed (the guard forked ahead is not one) and no
+    "shutdown complete" for a system that never started."""
+    cases = [(["up", "-f", "{f}", "nope"], DIAMOND, 2, 'tend: unknown service "nope"'),
+             (["up", "-f", "{f}"], 'services:\n  a: {command: ["/bin/sleep", "5"], user: nosuchuser-tend}\n', 1,
+              'tend: service a: user "nosuchuser-tend": no such user')]
+    for args, text, code, line in cases:
+        with Dir() as d:
+            f = d.write("tend.yaml", "log: {format: json}\n" + text)
+            r = run_tend([a.replace("{f}", f) for a in args], timeout=20)
+            assert r.returncode == code, (args, r.returncode, r.stdout, r.stderr)
+            assert r.stderr.strip().splitlines() == [line], (args, r.stderr)
+            assert "stray" not in r.stdout and "shutdown complete" not in r.stdout, (args, r.stdout)
+
+
 def test_postgres_store_refused_without_echo():
     """store: postgres://... is valid config but not in this build: tend up
     exits 2 saying so, for tasks and for persisted sessions, and never
@@ -240,6 +257,7 @@ if __name__ == "__main__":
         test_check_valid,
         test_check_invalid,
         test_up_invalid_config,
+        test_up_refusals_say_only_why,
         test_postgres_store_refused_without_echo,
         test_missing_file,
         test_cycle,
