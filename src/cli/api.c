@@ -646,39 +646,34 @@ static int open_tcp_socket(const struct sockaddr_storage *ss, socklen_t len) {
     return fd;
 }
 
-/* Hands the bound sockets to libmicrohttpd (which closes them when it
- * stops) and drives its daemons from the loop. */
+/* One daemon on the bound socket *fd, which libmicrohttpd then owns (and
+ * closes when it stops), driven from the loop.  what names the listener
+ * in the message. */
+static int start_daemon(api_server *srv, listener *l, int *fd, unsigned limit, struct MHD_Daemon **d,
+                        struct api_driver *drv, const char *what, char *err, size_t errlen) {
+    *d = MHD_start_daemon(base_flags, 0, NULL, NULL, on_access, l, MHD_OPTION_LISTEN_SOCKET, *fd,
+                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, limit,
+                          MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_END);
+    if (!*d) {
+        snprintf(err, errlen, "%s: cannot start the HTTP server", what);
+        return -EIO;
+    }
+    *fd = -1;
+    int r = watch_daemon(srv, drv, d);
+    if (r < 0)
+        snprintf(err, errlen, "%s: %s", what, uv_strerror(r));
+    return r;
+}
+
+/* Hands the bound sockets to libmicrohttpd's daemons. */
 static int serve(api_server *srv, char *err, size_t errlen) {
-    srv->unix_d = MHD_start_daemon(base_flags, 0, NULL, NULL, on_access, &unix_listener, MHD_OPTION_LISTEN_SOCKET,
-                                   srv->unix_fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                                   MHD_OPTION_CONNECTION_LIMIT, 256u, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
-                                   MHD_OPTION_END);
-    if (!srv->unix_d) {
-        snprintf(err, errlen, "control socket %s: cannot start the HTTP server", srv->socket_path);
-        return -EIO;
-    }
-    srv->unix_fd = -1;
-    int r = watch_daemon(srv, &srv->unix_drv, &srv->unix_d);
-    if (r < 0) {
-        snprintf(err, errlen, "control socket: %s", uv_strerror(r));
+    char what[4300];
+    snprintf(what, sizeof(what), "control socket %s", srv->socket_path);
+    int r = start_daemon(srv, &unix_listener, &srv->unix_fd, 256u, &srv->unix_d, &srv->unix_drv, what, err, errlen);
+    if (r < 0 || srv->tcp_fd < 0)
         return r;
-    }
-    if (srv->tcp_fd < 0)
-        return 0;
-    srv->tcp = MHD_start_daemon(base_flags, 0, NULL, NULL, on_access, &tcp_listener, MHD_OPTION_LISTEN_SOCKET,
-                                srv->tcp_fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                                MHD_OPTION_CONNECTION_LIMIT, 1024u, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
-                                MHD_OPTION_END);
-    if (!srv->tcp) {
-        snprintf(err, errlen, "api.listen %s: cannot start the HTTP server", srv->cfg->api_listen);
-        return -EIO;
-    }
-    srv->tcp_fd = -1;
-    if ((r = watch_daemon(srv, &srv->tcp_drv, &srv->tcp)) < 0) {
-        snprintf(err, errlen, "api.listen: %s", uv_strerror(r));
-        return r;
-    }
-    return 0;
+    snprintf(what, sizeof(what), "api.listen %s", srv->cfg->api_listen);
+    return start_daemon(srv, &tcp_listener, &srv->tcp_fd, 1024u, &srv->tcp, &srv->tcp_drv, what, err, errlen);
 }
 
 static void on_load_poll_closed(uv_handle_t *h) {
