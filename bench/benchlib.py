@@ -58,6 +58,25 @@ def check_binaries():
 
 # ---------------------------------------------------------------- C helpers
 
+# The start of the C helpers' sources (spawn_floor, waves_floor): the
+# headers both use and a millisecond clock; each adds its own headers.
+C_PRELUDE = r"""#define _GNU_SOURCE
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+extern char **environ;
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+"""
+
+
 def find_cc(what):
     """The C compiler, or exit saying that `what` is skipped."""
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")

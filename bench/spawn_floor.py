@@ -28,22 +28,8 @@ sys.dont_write_bytecode = True  # leave no __pycache__ behind
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as B  # noqa: E402
 
-C_SOURCE = r"""
-#define _GNU_SOURCE
-#include <fcntl.h>
-#include <signal.h>
+C_SOURCE = B.C_PRELUDE + r"""
 #include <spawn.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-extern char **environ;
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
 int main(int argc, char **argv) {
     int mode = atoi(argv[1]), n = atoi(argv[2]), reps = atoi(argv[3]);
     char *cargv[] = {argv[4], "--name", "spawn-floor", NULL};

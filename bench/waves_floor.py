@@ -33,26 +33,12 @@ sys.dont_write_bytecode = True  # leave no __pycache__ behind
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as B  # noqa: E402
 
-C_SOURCE = r"""
-#define _GNU_SOURCE
-#include <fcntl.h>
+C_SOURCE = B.C_PRELUDE + r"""
 #include <poll.h>
 #include <sched.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-extern char **environ;
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
 #define STACK 65536
 typedef struct child { char *argv[6]; int out_w, gate_r; pid_t pid; char *stack; } child;
 static int run_direct(void *p) {
