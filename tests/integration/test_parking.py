@@ -52,10 +52,14 @@ def require_parking():
     if _parking is None:
         t = a_then_b(60, name="require_parking")
         t.wait_state("a", "starting", timeout=slow(10))
+        # Seen once is enough: a parked process of the first wave is one
+        # only until its release a moment later (asking again could miss it).
         deadline = time.time() + slow(3)
-        while time.time() < deadline and not parked_pids(t):
+        seen = parked_pids(t)
+        while time.time() < deadline and not seen:
             time.sleep(0.05)
-        _parking = bool(parked_pids(t))
+            seen = parked_pids(t)
+        _parking = bool(seen)
         assert t.stop() == 0
     if _parking:
         return
