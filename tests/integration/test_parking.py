@@ -74,12 +74,17 @@ def require_parking():
 
 
 def wait_parked(t, n, timeout=10.0):
-    got = []
+    """The n (or more) processes parked ahead of a later wave.  The first
+    wave is parked too, but only until its release a moment later: a pid
+    counts when two looks 0.1 s apart both find it."""
+    got, last = [], []
 
     def enough():
-        got[:] = parked_pids(t)
+        now = parked_pids(t)
+        got[:] = [p for p in now if p in last]
+        last[:] = now
         return len(got) >= n
-    wait_for(enough, timeout=slow(timeout), what="%d parked process(es), have %s" % (n, got))
+    wait_for(enough, timeout=slow(timeout), interval=0.1, what="%d parked process(es), have %s" % (n, got))
     return list(got)
 
 
