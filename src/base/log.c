@@ -110,68 +110,140 @@ size_t json_escape(char *out, size_t outlen, const char *s, size_t len) {
     return o;
 }
 
+/*
+ * A line assembled in a caller's buffer with memcpy (snprintf(3) with a
+ * few %s cost more than everything else about a line).  The last byte is
+ * kept for the newline; what does not fit is cut.
+ */
+typedef struct line {
+    char *p;
+    size_t n, cap;
+} line;
+
+static size_t room(const line *l) { return l->cap - 1 - l->n; }
+
+static void put(line *l, const char *s, size_t n) {
+    n = MIN(n, room(l));
+    memcpy(l->p + l->n, s, n);
+    l->n += n;
+}
+
+static void put_str(line *l, const char *s) { put(l, s, strlen(s)); }
+
+/* As printf's %-*s: padded with spaces to width, never cut to it. */
+static void put_padded(line *l, const char *s, size_t width) {
+    size_t n = strlen(s);
+    put(l, s, n);
+    for (; n < width && room(l); n++)
+        l->p[l->n++] = ' ';
+}
+
+/* JSON-escaped, in at most max bytes, leaving tail bytes of room for what
+ * closes the line (so that a cut line is still a JSON object). */
+static void put_json(line *l, const char *s, size_t n, size_t max, size_t tail) {
+    size_t r = room(l) > tail ? room(l) - tail : 0;
+    /* json_escape() also writes a NUL, which the next byte takes. */
+    l->n += json_escape(l->p + l->n, MIN(r + 1, max), s, n);
+}
+
+/* One line whatever the message quotes (a handler's error, a probe's
+ * answer): controls escaped, in at most max bytes. */
+static void put_text(line *l, const char *s, size_t max) {
+    (void)text_escape_controls(l->p + l->n, MIN(room(l) + 1, max), s);
+    l->n += strlen(l->p + l->n);
+}
+
+static void put_int(line *l, unsigned v) {
+    char d[16];
+    size_t i = sizeof(d);
+    do
+        d[--i] = (char)('0' + v % 10);
+    while ((v /= 10) && i > 0);
+    put(l, d + i, sizeof(d) - i);
+}
+
+static void end(line *l) {
+    l->p[l->n++] = '\n';
+    emit(l->p, l->n);
+}
+
 void log_msg(int level, const char *service, const char *fmt, ...) {
     if (level > g_max_level)
         return;
     int saved_errno = errno;
-    char msg[2048], line[4608], ts[32];
+    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    log_line(level, service, msg);
     errno = saved_errno;
+}
+
+void log_line(int level, const char *service, const char *msg) {
+    if (level > g_max_level)
+        return;
+    int saved_errno = errno;
+    char buf[4608], ts[32];
     format_rfc3339_ms(now_wall_ms(), ts, sizeof(ts));
     if (!service)
         service = "-";
-    int n;
+    line l = {.p = buf, .cap = sizeof(buf)};
     if (g_format == LOG_FORMAT_JSON) {
-        char esc_msg[4096], esc_svc[256];
-        json_escape(esc_msg, sizeof(esc_msg), msg, strlen(msg));
-        json_escape(esc_svc, sizeof(esc_svc), service, strlen(service));
-        n = snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"service\":\"%s\",\"msg\":\"%s\"}\n",
-                     ts, log_level_to_string(level), esc_svc, esc_msg);
+        put_str(&l, "{\"ts\":\"");
+        put_str(&l, ts);
+        put_str(&l, "\",\"level\":\"");
+        put_str(&l, log_level_to_string(level));
+        put_str(&l, "\",\"service\":\"");
+        put_json(&l, service, strlen(service), 256, 0);
+        put_str(&l, "\",\"msg\":\"");
+        put_json(&l, msg, strlen(msg), 4096, 2);
+        put_str(&l, "\"}");
     } else {
         const char *c0 = "", *c1 = "";
         if (g_color && level <= LOG_ERR)
             c0 = "\033[31m", c1 = "\033[0m";
         else if (g_color && level == LOG_WARNING)
             c0 = "\033[33m", c1 = "\033[0m";
-        /* One line whatever the message quotes (a handler's error, a
-         * probe's answer). */
-        char esc_msg[4096];
-        (void)text_escape_controls(esc_msg, sizeof(esc_msg), msg);
-        n = snprintf(line, sizeof(line), "%s %s%-5s%s %s: %s\n", ts, c0, log_level_to_string(level),
-                     c1, service, esc_msg);
+        put_str(&l, ts);
+        put_str(&l, " ");
+        put_str(&l, c0);
+        put_padded(&l, log_level_to_string(level), 5);
+        put_str(&l, c1);
+        put_str(&l, " ");
+        put_str(&l, service);
+        put_str(&l, ": ");
+        put_text(&l, msg, 4096);
     }
-    if (n > (int)sizeof(line) - 1) {
-        n = (int)sizeof(line) - 1;
-        line[n - 1] = '\n';
-    }
-    emit(line, (size_t)n);
+    end(&l);
+    errno = saved_errno;
 }
 
 void log_output_line(const char *service, size_t service_index, const char *text, size_t len) {
-    char line[8448];
-    int n;
+    char buf[8448];
     if (len > 8192)
         len = 8192;
+    line l = {.p = buf, .cap = sizeof(buf)};
     if (g_format == LOG_FORMAT_JSON) {
-        char ts[32], esc[8192 * 2 + 8], esc_svc[256];
+        char ts[32];
         format_rfc3339_ms(now_wall_ms(), ts, sizeof(ts));
-        json_escape(esc, sizeof(esc), text, len);
-        json_escape(esc_svc, sizeof(esc_svc), service, strlen(service));
-        n = snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"info\",\"service\":\"%s\",\"stream\":\"output\",\"msg\":\"%s\"}\n",
-                     ts, esc_svc, esc);
-    } else if (g_color) {
-        static const int colors[] = {36, 32, 35, 34, 33, 96, 92, 95, 94, 93};
-        n = snprintf(line, sizeof(line), "\033[%dm%-*s |\033[0m %.*s\n",
-                     colors[service_index % ELEMENTSOF(colors)], (int)g_name_width, service, (int)len, text);
+        put_str(&l, "{\"ts\":\"");
+        put_str(&l, ts);
+        put_str(&l, "\",\"level\":\"info\",\"service\":\"");
+        put_json(&l, service, strlen(service), 256, 0);
+        put_str(&l, "\",\"stream\":\"output\",\"msg\":\"");
+        put_json(&l, text, len, sizeof(buf), 2);
+        put_str(&l, "\"}");
     } else {
-        n = snprintf(line, sizeof(line), "%-*s | %.*s\n", (int)g_name_width, service, (int)len, text);
+        static const unsigned colors[] = {36, 32, 35, 34, 33, 96, 92, 95, 94, 93};
+        if (g_color) {
+            put_str(&l, "\033[");
+            put_int(&l, colors[service_index % ELEMENTSOF(colors)]);
+            put_str(&l, "m");
+        }
+        put_padded(&l, service, g_name_width);
+        put_str(&l, g_color ? " |\033[0m " : " | ");
+        put(&l, text, strnlen(text, len)); /* as %.*s: up to a NUL */
     }
-    if (n > (int)sizeof(line) - 1) {
-        n = (int)sizeof(line) - 1;
-        line[n - 1] = '\n';
-    }
-    emit(line, (size_t)n);
+    end(&l);
 }

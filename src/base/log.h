@@ -23,6 +23,8 @@ int log_get_max_level(void);
 int log_level_from_string(const char *s, int *ret);
 const char *log_level_to_string(int level);
 void log_msg(int level, const char *service, const char *fmt, ...) _printf_(3, 4);
+/* The same for a message already formatted. */
+void log_line(int level, const char *service, const char *msg);
 /* A line of a service's output: "name | line" (coloured per service on a
  * TTY), or a JSON object with "stream":"output". */
 void log_output_line(const char *service, size_t service_index, const char *line, size_t len);
