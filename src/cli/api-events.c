@@ -98,28 +98,42 @@ void events_hub_free(events_hub *h) {
 
 unsigned events_subscribers(const events_hub *h) { return h ? h->n_subs : 0; }
 
-uint64_t events_publish(events_hub *h, const char *type, json_t *data) {
-    if (!h || h->closed) {
-        json_decref(data);
-        return 0;
-    }
-    char *js = json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(data);
-    if (!js)
+static size_t put(char *p, const char *s, size_t n) {
+    memcpy(p, s, n);
+    return n;
+}
+
+uint64_t events_publish(events_hub *h, const char *type, const char *json, size_t len) {
+    if (!h || h->closed)
         return 0;
     uint64_t id = h->next_id++;
     event *e = &h->ring[id % EVENTS_RING];
     free(e->text);
-    e->text = NULL;
-    if (asprintf(&e->text, "id: %llu\nevent: %s\ndata: %s\n\n", (unsigned long long)id, type, js) < 0) {
-        e->text = NULL;
-        e->len = 0;
-    } else {
-        e->len = strlen(e->text);
-    }
     e->id = id;
     snprintf(e->type, sizeof(e->type), "%s", type);
-    free(js);
+    /* "id: N\nevent: T\ndata: {...}\n\n" */
+    char digits[24];
+    size_t nd = sizeof(digits);
+    uint64_t v = id;
+    do
+        digits[--nd] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    size_t tl = strlen(type), idl = sizeof(digits) - nd;
+    e->len = 4 + idl + 8 + tl + 7 + len + 2;
+    e->text = malloc(e->len + 1);
+    if (!e->text) {
+        e->len = 0;
+    } else {
+        char *p = e->text;
+        p += put(p, "id: ", 4);
+        p += put(p, digits + nd, idl);
+        p += put(p, "\nevent: ", 8);
+        p += put(p, type, tl);
+        p += put(p, "\ndata: ", 7);
+        p += put(p, json, len);
+        p += put(p, "\n\n", 2);
+        *p = '\0';
+    }
     for (subscriber *s = h->subs; s; s = s->next)
         resume(s);
     return id;

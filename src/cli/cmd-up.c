@@ -18,6 +18,7 @@
 #include "events.h"
 #include "config.h"
 #include "fdutil.h"
+#include "jsonw.h"
 #include "log.h"
 #include "macros.h"
 #include "mhd-api.h"
@@ -48,16 +49,44 @@ typedef struct up_ctx {
 } up_ctx;
 
 static void on_log(void *data, int level, const char *svc, const char *msg) {
-    log_msg(level, svc, "%s", msg);
+    log_line(level, svc, msg);
+}
+
+/*
+ * The events of the API's stream (events.h), written with jsonw rather
+ * than as jansson trees: one for every state change.  The same objects:
+ * the members in this order, "ts" last.
+ */
+#define EVENT_MAX (256 * 1024)
+
+static void event_begin(strbuf *b, const char *key, const char *value) {
+    strbuf_init(b, EVENT_MAX);
+    jsonw_open(b);
+    jsonw_key(b, key);
+    jsonw_string(b, value);
+}
+
+static void event_publish(up_ctx *u, const char *type, strbuf *b) {
+    char ts[32];
+    jsonw_key(b, "ts");
+    jsonw_string(b, format_rfc3339_ms(now_wall_ms(), ts, sizeof(ts)));
+    jsonw_close(b);
+    if (b->error == 0)
+        events_publish(u->api.events, type, b->data, b->len);
+    strbuf_free(b);
 }
 
 static void on_output(void *data, const char *svc, size_t index, const char *line, size_t len) {
     up_ctx *u = data;
     log_output_line(svc, index, line, len);
     /* `tend logs -f` and the dashboard read output from the event stream. */
-    if (u->api_running && events_subscribers(u->api.events) > 0)
-        events_publish(u->api.events, "service.output",
-                       json_pack("{s:s, s:o, s:o}", "service", svc, "line", api_json_textn(line, len), "ts", api_time_json(now_wall_ms())));
+    if (u->api_running && events_subscribers(u->api.events) > 0) {
+        strbuf b;
+        event_begin(&b, "service", svc);
+        jsonw_key(&b, "line");
+        jsonw_stringn(&b, line, len);
+        event_publish(u, "service.output", &b);
+    }
 }
 
 /* Before the loop waits: what this turn logged goes out in one write. */
@@ -84,11 +113,20 @@ static void on_state(void *data, const service *s, service_state from, const cha
     if (!u->api_running)
         return;
     api_server_touch(&u->api);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "service", s->spec->name, "from",
-                          service_state_name(from), "to", service_state_name(s->state), "reason",
-                          reason ? json_string(reason) : json_null(), "pid", s->pid > 0 ? json_integer(s->pid) : json_null(),
-                          "ts", api_time_json(now_wall_ms()));
-    events_publish(u->api.events, "service.state", o);
+    strbuf b;
+    event_begin(&b, "service", s->spec->name);
+    jsonw_key(&b, "from");
+    jsonw_string(&b, service_state_name(from));
+    jsonw_key(&b, "to");
+    jsonw_string(&b, service_state_name(s->state));
+    jsonw_key(&b, "reason");
+    jsonw_string(&b, reason);
+    jsonw_key(&b, "pid");
+    if (s->pid > 0)
+        jsonw_int(&b, s->pid);
+    else
+        jsonw_null(&b);
+    event_publish(u, "service.state", &b);
 }
 
 static void on_health(void *data, const service *s, service_health from) {
@@ -96,9 +134,13 @@ static void on_health(void *data, const service *s, service_health from) {
     if (!u->api_running)
         return;
     api_server_touch(&u->api);
-    events_publish(u->api.events, "service.health",
-                   json_pack("{s:s, s:s, s:s, s:o}", "service", s->spec->name, "from", service_health_name(from),
-                             "to", service_health_name(s->health), "ts", api_time_json(now_wall_ms())));
+    strbuf b;
+    event_begin(&b, "service", s->spec->name);
+    jsonw_key(&b, "from");
+    jsonw_string(&b, service_health_name(from));
+    jsonw_key(&b, "to");
+    jsonw_string(&b, service_health_name(s->health));
+    event_publish(u, "service.health", &b);
 }
 
 static void sessions_stop(up_ctx *u);
@@ -110,9 +152,11 @@ static void on_phase(void *data, supervisor_phase phase) {
         tasks_stop(u);
     if (u->api_running)
         api_server_touch(&u->api);
-    if (u->api_running)
-        events_publish(u->api.events, "system.phase",
-                       json_pack("{s:s, s:o}", "state", phase_name(phase), "ts", api_time_json(now_wall_ms())));
+    if (u->api_running) {
+        strbuf b;
+        event_begin(&b, "state", phase_name(phase));
+        event_publish(u, "system.phase", &b);
+    }
     if (phase == PHASE_DONE && u->api_running) {
         u->api_running = false;
         api_server_stop(&u->api);
@@ -200,11 +244,15 @@ static void on_task_state(void *data, const char *id, const char *queue, store_t
     up_ctx *u = data;
     if (!u->api_running || events_subscribers(u->api.events) == 0)
         return;
-    const char *f = store_task_state_to_string(from);
-    events_publish(u->api.events, "task.state",
-                   json_pack("{s:s, s:s, s:o, s:s, s:o}", "id", id, "queue", queue, "from",
-                             f ? json_string(f) : json_null(), "to", store_task_state_to_string(to), "ts",
-                             api_time_json(now_wall_ms())));
+    strbuf b;
+    event_begin(&b, "id", id);
+    jsonw_key(&b, "queue");
+    jsonw_string(&b, queue);
+    jsonw_key(&b, "from");
+    jsonw_string(&b, store_task_state_to_string(from));
+    jsonw_key(&b, "to");
+    jsonw_string(&b, store_task_state_to_string(to));
+    event_publish(u, "task.state", &b);
 }
 
 typedef struct recover_wait {

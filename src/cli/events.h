@@ -1,7 +1,7 @@
 /*
  * events.h - the live event stream behind GET /api/v1/events
  * (Server-Sent Events): service state and health changes, system phase
- * changes (later task events).
+ * changes, task state changes.
  *
  * Events get increasing ids and are kept in a ring of the last
  * EVENTS_RING; a client that reconnects with Last-Event-ID resumes after
@@ -13,7 +13,7 @@
 #ifndef TEND_CLI_EVENTS_H
 #define TEND_CLI_EVENTS_H
 
-#include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define EVENTS_RING 1024
@@ -27,8 +27,10 @@ int events_hub_new(struct api_server *srv, events_hub **ret);
 /* Ends every stream (shutdown). */
 void events_hub_close(events_hub *h);
 void events_hub_free(events_hub *h);
-/* Publishes an event of the given type; data is stolen.  Returns its id. */
-uint64_t events_publish(events_hub *h, const char *type, json_t *data);
+/* Publishes an event of the given type whose data is the JSON text json
+ * (len bytes, copied; written with jsonw.h).  Returns its id, 0 when the
+ * hub is closed. */
+uint64_t events_publish(events_hub *h, const char *type, const char *json, size_t len);
 unsigned events_subscribers(const events_hub *h);
 
 #endif
