@@ -373,6 +373,15 @@ void supervisor_check_settled(supervisor *sup) {
         if (sup->services[i].exec_inflight)
             return;
     sup->settled_told = true;
+    /* The first services have exec'd: now the other notify sockets, which
+     * would have competed with those execs for the CPU (a failure here is
+     * told again, as a spawn failure, when it is due). */
+    for (size_t i = 0; i < sup->n && (sup->phase == PHASE_STARTING || sup->phase == PHASE_STARTED); i++) {
+        service *s = &sup->services[i];
+        char err[512];
+        if (s->selected && service_open_notify(s, err, sizeof(err)) < 0)
+            supervisor_logf(sup, LOG_ERR, s->spec->name, "%s", err);
+    }
     if (sup->cb.spawns_settled)
         sup->cb.spawns_settled(sup->cb.data);
 }
@@ -601,14 +610,6 @@ int supervisor_start(supervisor *sup) {
             supervisor_check_settled(sup);
             return 0;
         }
-    }
-    /* The first services are on their way: now the other notify sockets
-     * (a failure here is told again, as a spawn failure, when it is due). */
-    for (size_t i = 0; i < sup->n; i++) {
-        service *s = &sup->services[i];
-        char err[512];
-        if (s->selected && service_open_notify(s, err, sizeof(err)) < 0)
-            supervisor_logf(sup, LOG_ERR, s->spec->name, "%s", err);
     }
     check_started(sup);
     supervisor_check_settled(sup);
