@@ -303,6 +303,8 @@ void supervisor_on_state(supervisor *sup, service *s, service_state from, const 
         supervisor_shutdown(sup, "startup failed", 1, sup->shutdown_timeout_ms);
         return;
     }
+    if (sup->initial_pass)
+        return;
     const graph *g = sup->graph;
     for (size_t k = 0; k < g->n_dependents[s->index]; k++) {
         evaluate(sup, &sup->services[g->dependents[s->index][k]]);
@@ -314,6 +316,8 @@ void supervisor_on_state(supervisor *sup, service *s, service_state from, const 
 
 void supervisor_reevaluate(supervisor *sup, service *s) {
     if (sup->phase != PHASE_STARTING && sup->phase != PHASE_STARTED)
+        return;
+    if (sup->initial_pass)
         return;
     const graph *g = sup->graph;
     for (size_t k = 0; k < g->n_dependents[s->index]; k++) {
@@ -604,12 +608,21 @@ int supervisor_start(supervisor *sup) {
                 parked++;
         }
     }
-    for (size_t k = 0; k < sup->n; k++) {
-        evaluate(sup, &sup->services[g->order[k]]);
-        if (sup->phase != PHASE_STARTING && sup->phase != PHASE_STARTED) {
-            supervisor_check_settled(sup);
-            return 0;
-        }
+    /* Every service once, in dependency order, the ones without
+     * dependencies first: all of those are released before anything else
+     * happens.  A change does not re-evaluate the dependents during this
+     * pass (they come later in it); otherwise each start would take the
+     * whole graph below it to pending (40 state changes, each logged and
+     * published, for 5 waves of 10) before the next one is released. */
+    sup->initial_pass = true;
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t k = 0; k < sup->n && (sup->phase == PHASE_STARTING || sup->phase == PHASE_STARTED); k++)
+            if (pass == 1 || g->n_deps[g->order[k]] == 0)
+                evaluate(sup, &sup->services[g->order[k]]);
+    sup->initial_pass = false;
+    if (sup->phase != PHASE_STARTING && sup->phase != PHASE_STARTED) {
+        supervisor_check_settled(sup);
+        return 0;
     }
     check_started(sup);
     supervisor_check_settled(sup);
