@@ -1002,6 +1002,38 @@ void service_dispatch(service *s, service_event e, const char *reason) {
 
 /* ---- setup ---- */
 
+/* Sets a variable of the service's environment (s->envp) to kv, a
+ * "KEY=value" of which the key is klen bytes: the first entry with that
+ * key is replaced, or kv appended (as strv_env_set).  kv is copied into
+ * s->env_own. */
+static int env_set(service *s, const char *kv, size_t klen) {
+    if (strv_push(&s->env_own, kv) < 0)
+        return -ENOMEM;
+    char *own = s->env_own[strv_length(s->env_own) - 1];
+    size_t n = 0;
+    for (; s->envp[n]; n++)
+        if (strncmp(s->envp[n], kv, klen) == 0 && s->envp[n][klen] == '=') {
+            s->envp[n] = own;
+            return 0;
+        }
+    char **r = realloc(s->envp, (n + 2) * sizeof(char *));
+    if (!r)
+        return -ENOMEM;
+    r[n] = own;
+    r[n + 1] = NULL;
+    s->envp = r;
+    s->pctx.envp = r;
+    return 0;
+}
+
+static int env_setf(service *s, const char *key, const char *value) {
+    char kv[4352];
+    int n = snprintf(kv, sizeof(kv), "%s=%s", key, value);
+    if (n < 0 || (size_t)n >= sizeof(kv))
+        return -ENOMEM;
+    return env_set(s, kv, strlen(key));
+}
+
 int service_init(service *s, struct supervisor *sup, const tend_service_spec *spec, size_t index) {
     memset(s, 0, sizeof(*s));
     s->sup = sup;
@@ -1042,9 +1074,25 @@ int service_init(service *s, struct supervisor *sup, const tend_service_spec *sp
     if (spec->has_live)
         probe_init(&s->live, &s->pctx, &spec->live, live_result, s);
 
-    char **env = spawn_build_env(spec->env);
-    if (!env || strv_env_set(&env, "TEND_SERVICE", spec->name) < 0)
-        goto oom;
+    /* The supervisor's copy of environ with this service's variables set:
+     * the strings of that copy are shared, only the array and the
+     * variables set here are the service's own. */
+    size_t n_base = strv_length(sup->environ);
+    s->envp = malloc((n_base + 1) * sizeof(char *));
+    if (!s->envp)
+        return -ENOMEM;
+    if (sup->environ)
+        memcpy(s->envp, sup->environ, (n_base + 1) * sizeof(char *));
+    else
+        s->envp[0] = NULL;
+    s->pctx.envp = s->envp;
+    for (size_t i = 0; spec->env && spec->env[i]; i++) {
+        const char *eq = strchr(spec->env[i], '=');
+        if (eq && (size_t)(eq - spec->env[i]) < 256 && env_set(s, spec->env[i], (size_t)(eq - spec->env[i])) < 0)
+            return -ENOMEM;
+    }
+    if (env_setf(s, "TEND_SERVICE", spec->name) < 0)
+        return -ENOMEM;
     bool wants_notify = spec->watchdog_ms > 0;
     for (size_t i = 0; i < spec->n_stages; i++)
         if (spec->stages[i].probe.kind == TEND_PROBE_NOTIFY)
@@ -1057,21 +1105,16 @@ int service_init(service *s, struct supervisor *sup, const tend_service_spec *sp
         if ((size_t)snprintf(path, sizeof(path), "%s%s", sup->notify_prefix, spec->name) >= sizeof(path))
             snprintf(path, sizeof(path), "%s%zu", sup->notify_prefix, index);
         s->notify_path = strdup(path);
-        if (!s->notify_path || strv_env_set(&env, "NOTIFY_SOCKET", path) < 0)
-            goto oom;
+        if (!s->notify_path || env_setf(s, "NOTIFY_SOCKET", path) < 0)
+            return -ENOMEM;
         if (spec->watchdog_ms > 0) {
             char usec[32];
             snprintf(usec, sizeof(usec), "%lld", (long long)spec->watchdog_ms * 1000);
-            if (strv_env_set(&env, "WATCHDOG_USEC", usec) < 0)
-                goto oom;
+            if (env_setf(s, "WATCHDOG_USEC", usec) < 0)
+                return -ENOMEM;
         }
     }
-    s->envp = env;
-    s->pctx.envp = env;
     return 0;
-oom:
-    strv_free(env);
-    return -ENOMEM;
 }
 
 int service_open_notify(service *s, char *err, size_t errlen) {
@@ -1154,7 +1197,8 @@ void service_free(service *s) {
         free(s->stages[i].timer.data);
     free(s->stages);
     restart_window_free(&s->window);
-    strv_free(s->envp);
+    free(s->envp); /* its strings are sup->environ's and s->env_own's */
+    strv_free(s->env_own);
     free(s->notify_path);
     logfile_close(&s->log);
 }

@@ -110,6 +110,8 @@ typedef struct service {
     pid_t pid;              /* main process, also the process group */
     pid_t pgid;             /* the group, kept until it is empty */
     char **envp;
+    char **env_own;         /* the strings of envp that are this service's (the others are
+                             * the supervisor's copy of environ, sup->environ) */
     bool has_user;
     uid_t uid;
     gid_t gid;

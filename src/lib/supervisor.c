@@ -504,7 +504,8 @@ int supervisor_new(uv_loop_t *loop, const tend_config *cfg, char *const *selecte
 
     sup->n = cfg->n_services;
     sup->services = calloc(sup->n + 1, sizeof(service));
-    if (!sup->services) {
+    sup->environ = strv_copy(environ);
+    if (!sup->services || !sup->environ) {
         r = -ENOMEM;
         goto fail_early;
     }
@@ -569,6 +570,8 @@ fail_early:
     if (sup->lock_fd >= 0)
         close(sup->lock_fd);
     graph_free(sup->graph);
+    free(sup->services);
+    strv_free(sup->environ);
     free(sup);
     return r;
 }
@@ -636,6 +639,7 @@ void supervisor_free(supervisor *sup) {
     for (size_t i = 0; sup->services && i < sup->n; i++)
         service_free(&sup->services[i]);
     free(sup->services);
+    strv_free(sup->environ);
     graph_free(sup->graph);
     /* Releases the state directory (an embedder may start another). */
     if (sup->lock_fd >= 0)

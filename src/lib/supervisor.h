@@ -78,6 +78,8 @@ typedef struct supervisor {
     logfile_precreator *precreate; /* creating the services' log files ahead (output.h) */
     bool finishing;             /* finish() has begun */
     bool settled_told;          /* cb.spawns_settled has been called */
+    char **environ;             /* environ when the supervisor was made: what
+                                 * every service's environment starts from */
     bool initial_pass;          /* supervisor_start() evaluating every
                                  * service in dependency order: a change
                                  * does not re-evaluate the dependents */

@@ -480,6 +480,38 @@ def test_notify_foreign_senders_rejected():
     assert t_ready >= t_right - 0.05, "ready %.2fs before the service itself sent READY=1" % (t_right - t_ready)
     assert t.stop() == 0
 
+def test_service_environment():
+    """A service's environment is tend's, with its env: on top (an inherited
+    variable replaced in place, once), TEND_SERVICE and, for a notify stage,
+    NOTIFY_SOCKET; two services do not see each other's variables."""
+    t = Tend('''
+        services:
+          a:
+            command: {a}
+            env: {A_VAR: "a-value", TEND_TEST_REPLACED: "by-a"}
+            ready: {notify: true, timeout: 20s}
+          b:
+            command: {b}
+        ''',
+        a=cmd("--notify", "--env-report", "{dir}/a.env", name="a"),
+        b=cmd("--env-report", "{dir}/b.env", name="b"),
+        env={"TEND_TEST_INHERITED": "from-tend", "TEND_TEST_REPLACED": "from-tend"})
+    t.wait_state("a", "ready", timeout=slow(20))
+    wait_for(lambda: os.path.exists(t.path("b.env")), timeout=slow(10))
+    envs = {}
+    for n in ("a", "b"):
+        with open(t.path(n + ".env")) as f:
+            envs[n] = f.read().split("\n")
+    a, b = envs["a"], envs["b"]
+    assert "TEND_TEST_INHERITED=from-tend" in a and "TEND_TEST_INHERITED=from-tend" in b
+    assert [v for v in a if v.startswith("TEND_TEST_REPLACED=")] == ["TEND_TEST_REPLACED=by-a"], a
+    assert "TEND_TEST_REPLACED=from-tend" in b
+    assert "A_VAR=a-value" in a and not [v for v in b if v.startswith("A_VAR=")]
+    assert "TEND_SERVICE=a" in a and "TEND_SERVICE=b" in b
+    assert [v for v in a if v.startswith("NOTIFY_SOCKET=")] and not [v for v in b if v.startswith("NOTIFY_SOCKET=")]
+    assert t.stop() == 0
+
+
 
 if __name__ == "__main__":
     run([
@@ -494,4 +526,5 @@ if __name__ == "__main__":
         test_http_probe_responses,
         test_refused_connection_retried_sooner,
         test_notify_foreign_senders_rejected,
+        test_service_environment,
     ])
