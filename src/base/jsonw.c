@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "parse.h"
 #include "utf8.h"
 
 void jsonw_open(strbuf *b) { (void)strbuf_append(b, "{", 1); }
@@ -79,13 +80,9 @@ void jsonw_stringn(strbuf *b, const char *s, size_t n) {
 void jsonw_string(strbuf *b, const char *s) { jsonw_stringn(b, s, s ? strlen(s) : 0); }
 
 void jsonw_int(strbuf *b, int64_t v) {
-    char d[24];
-    size_t i = sizeof(d);
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do
-        d[--i] = (char)('0' + u % 10);
-    while ((u /= 10) > 0);
+    char d[FORMAT_U64_MAX + 1];
+    char *p = format_u64(v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v, d + 1);
     if (v < 0)
-        d[--i] = '-';
-    (void)strbuf_append(b, d + i, sizeof(d) - i);
+        *--p = '-';
+    (void)strbuf_append(b, p, (size_t)(d + sizeof(d) - p));
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "fdutil.h"
+#include "parse.h"
 #include "timeutil.h"
 #include "utf8.h"
 
@@ -154,12 +155,9 @@ static void put_text(line *l, const char *s, size_t max) {
 }
 
 static void put_int(line *l, unsigned v) {
-    char d[16];
-    size_t i = sizeof(d);
-    do
-        d[--i] = (char)('0' + v % 10);
-    while ((v /= 10) && i > 0);
-    put(l, d + i, sizeof(d) - i);
+    char d[FORMAT_U64_MAX];
+    char *p = format_u64(v, d);
+    put(l, p, (size_t)(d + sizeof(d) - p));
 }
 
 static void end(line *l) {

@@ -214,6 +214,14 @@ const char *signal_name(int sig) {
     return "?";
 }
 
+char *format_u64(uint64_t v, char out[FORMAT_U64_MAX]) {
+    char *p = out + FORMAT_U64_MAX;
+    do
+        *--p = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    return p;
+}
+
 const char *format_duration(int64_t ms, char *buf, size_t len) {
     if (ms < 1000)
         snprintf(buf, len, "%lldms", (long long)ms);

@@ -20,5 +20,9 @@ int parse_signal(const char *s, int *ret_sig);
 const char *signal_name(int sig);
 /* Writes a human form of a duration ("1.5s", "250ms", "2m") into buf. */
 const char *format_duration(int64_t ms, char *buf, size_t len);
+/* The decimal digits of v at the end of out[FORMAT_U64_MAX] (no NUL);
+ * returns where they start.  For hot paths that would not call printf. */
+#define FORMAT_U64_MAX 20
+char *format_u64(uint64_t v, char out[FORMAT_U64_MAX]);
 
 #endif

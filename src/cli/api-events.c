@@ -10,6 +10,7 @@
 #include "api.h"
 #include "events.h"
 #include "macros.h"
+#include "parse.h"
 #include "timeutil.h"
 
 typedef struct event {
@@ -112,13 +113,9 @@ uint64_t events_publish(events_hub *h, const char *type, const char *json, size_
     e->id = id;
     snprintf(e->type, sizeof(e->type), "%s", type);
     /* "id: N\nevent: T\ndata: {...}\n\n" */
-    char digits[24];
-    size_t nd = sizeof(digits);
-    uint64_t v = id;
-    do
-        digits[--nd] = (char)('0' + v % 10);
-    while ((v /= 10) > 0);
-    size_t tl = strlen(type), idl = sizeof(digits) - nd;
+    char digits[FORMAT_U64_MAX];
+    const char *ds = format_u64(id, digits);
+    size_t tl = strlen(type), idl = (size_t)(digits + sizeof(digits) - ds);
     e->len = 4 + idl + 8 + tl + 7 + len + 2;
     e->text = malloc(e->len + 1);
     if (!e->text) {
@@ -126,7 +123,7 @@ uint64_t events_publish(events_hub *h, const char *type, const char *json, size_
     } else {
         char *p = e->text;
         p += put(p, "id: ", 4);
-        p += put(p, digits + nd, idl);
+        p += put(p, ds, idl);
         p += put(p, "\nevent: ", 8);
         p += put(p, type, tl);
         p += put(p, "\ndata: ", 7);
