@@ -662,6 +662,7 @@ static void capture_output(service *s, int fd) {
 
 static void on_parked_exit(void *data, pid_t pid, int status) {
     service *s = data;
+    guard_remove(&s->sup->guard, pid);
     s->parked = false;
     spawn_parked_forget(&s->park);
     if (s->park_out_fd >= 0)
@@ -679,6 +680,7 @@ static void service_unpark(service *s) {
     if (!s->parked)
         return;
     reaper_unwatch(&s->sup->reaper, s->park.pid);
+    guard_remove(&s->sup->guard, s->park.pid);
     spawn_parked_cancel(&s->park);
     if (s->park_out_fd >= 0)
         close(s->park_out_fd);
@@ -709,6 +711,10 @@ int service_park(service *s) {
     }
     s->park_out_fd = pipefd[0];
     s->parked = true;
+    /* The guard knows the group from now on, not from its release: the
+     * write and the guard's wake-up stay out of the moment a wave's execs
+     * compete for the CPU (and a parked process dies with tend too). */
+    guard_add(&s->sup->guard, s->park.pid);
     logf_svc(s, LOG_DEBUG, "parked pid %d ahead of its start", (int)s->park.pid);
     return 0;
 }
@@ -785,8 +791,7 @@ static int release_parked(service *s) {
     s->park_out_fd = -1;
     s->parked = false;
     (void)reaper_rewatch(&s->sup->reaper, pid, on_main_exit, s);
-    guard_add(&s->sup->guard, pid);
-    s->pid = s->pgid = pid;
+    s->pid = s->pgid = pid; /* in the guard since service_park() */
     s->exec_inflight = true;
     s->exec_poll = pl;
     r = uv_poll_start(pl, UV_READABLE, on_exec_status);
