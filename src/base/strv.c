@@ -51,6 +51,27 @@ int strv_push(char ***v, const char *s) {
     return 0;
 }
 
+int strv_env_put(char ***env, char *kv, size_t klen, char **ret_old) {
+    if (ret_old)
+        *ret_old = NULL;
+    size_t n = 0;
+    for (; *env && (*env)[n]; n++) {
+        if (strncmp((*env)[n], kv, klen) == 0 && (*env)[n][klen] == '=') {
+            if (ret_old)
+                *ret_old = (*env)[n];
+            (*env)[n] = kv;
+            return 0;
+        }
+    }
+    char **r = realloc(*env, (n + 2) * sizeof(char *));
+    if (!r)
+        return -ENOMEM;
+    r[n] = kv;
+    r[n + 1] = NULL;
+    *env = r;
+    return 0;
+}
+
 int strv_env_set(char ***env, const char *key, const char *value) {
     size_t klen = strlen(key);
     size_t len = klen + strlen(value) + 2;
@@ -60,22 +81,12 @@ int strv_env_set(char ***env, const char *key, const char *value) {
     memcpy(kv, key, klen);
     kv[klen] = '=';
     memcpy(kv + klen + 1, value, strlen(value) + 1);
-    for (size_t i = 0; *env && (*env)[i]; i++) {
-        if (strncmp((*env)[i], key, klen) == 0 && (*env)[i][klen] == '=') {
-            free((*env)[i]);
-            (*env)[i] = kv;
-            return 0;
-        }
-    }
-    size_t n = strv_length(*env);
-    char **r = realloc(*env, (n + 2) * sizeof(char *));
-    if (!r) {
+    char *old;
+    if (strv_env_put(env, kv, klen, &old) < 0) {
         free(kv);
         return -ENOMEM;
     }
-    r[n] = kv;
-    r[n + 1] = NULL;
-    *env = r;
+    free(old);
     return 0;
 }
 

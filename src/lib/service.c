@@ -1008,26 +1008,15 @@ void service_dispatch(service *s, service_event e, const char *reason) {
 /* ---- setup ---- */
 
 /* Sets a variable of the service's environment (s->envp) to kv, a
- * "KEY=value" of which the key is klen bytes: the first entry with that
- * key is replaced, or kv appended (as strv_env_set).  kv is copied into
- * s->env_own. */
+ * "KEY=value" of which the key is klen bytes (strv_env_put); the copy of
+ * kv it puts there is s->env_own's, what it replaces sup->environ's or
+ * s->env_own's. */
 static int env_set(service *s, const char *kv, size_t klen) {
     if (strv_push(&s->env_own, kv) < 0)
         return -ENOMEM;
-    char *own = s->env_own[strv_length(s->env_own) - 1];
-    size_t n = 0;
-    for (; s->envp[n]; n++)
-        if (strncmp(s->envp[n], kv, klen) == 0 && s->envp[n][klen] == '=') {
-            s->envp[n] = own;
-            return 0;
-        }
-    char **r = realloc(s->envp, (n + 2) * sizeof(char *));
-    if (!r)
+    if (strv_env_put(&s->envp, s->env_own[strv_length(s->env_own) - 1], klen, NULL) < 0)
         return -ENOMEM;
-    r[n] = own;
-    r[n + 1] = NULL;
-    s->envp = r;
-    s->pctx.envp = r;
+    s->pctx.envp = s->envp;
     return 0;
 }
 
