@@ -66,6 +66,14 @@ static void event_begin(strbuf *b, const char *key, const char *value) {
     jsonw_string(b, value);
 }
 
+/* The "from" and "to" of a transition (state, health, task). */
+static void event_from_to(strbuf *b, const char *from, const char *to) {
+    jsonw_key(b, "from");
+    jsonw_string(b, from);
+    jsonw_key(b, "to");
+    jsonw_string(b, to);
+}
+
 static void event_publish(up_ctx *u, const char *type, strbuf *b) {
     char ts[32];
     jsonw_key(b, "ts");
@@ -115,10 +123,7 @@ static void on_state(void *data, const service *s, service_state from, const cha
     api_server_touch(&u->api);
     strbuf b;
     event_begin(&b, "service", s->spec->name);
-    jsonw_key(&b, "from");
-    jsonw_string(&b, service_state_name(from));
-    jsonw_key(&b, "to");
-    jsonw_string(&b, service_state_name(s->state));
+    event_from_to(&b, service_state_name(from), service_state_name(s->state));
     jsonw_key(&b, "reason");
     jsonw_string(&b, reason);
     jsonw_key(&b, "pid");
@@ -136,10 +141,7 @@ static void on_health(void *data, const service *s, service_health from) {
     api_server_touch(&u->api);
     strbuf b;
     event_begin(&b, "service", s->spec->name);
-    jsonw_key(&b, "from");
-    jsonw_string(&b, service_health_name(from));
-    jsonw_key(&b, "to");
-    jsonw_string(&b, service_health_name(s->health));
+    event_from_to(&b, service_health_name(from), service_health_name(s->health));
     event_publish(u, "service.health", &b);
 }
 
@@ -248,10 +250,7 @@ static void on_task_state(void *data, const char *id, const char *queue, store_t
     event_begin(&b, "id", id);
     jsonw_key(&b, "queue");
     jsonw_string(&b, queue);
-    jsonw_key(&b, "from");
-    jsonw_string(&b, store_task_state_to_string(from));
-    jsonw_key(&b, "to");
-    jsonw_string(&b, store_task_state_to_string(to));
+    event_from_to(&b, store_task_state_to_string(from), store_task_state_to_string(to));
     event_publish(u, "task.state", &b);
 }
 
