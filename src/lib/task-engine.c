@@ -1353,27 +1353,37 @@ static void on_fetch(store_op *op, int result) {
         pump(q);
 }
 
-static void fetch_window(tq *q) {
+static int fetch_window(tq *q) {
     fetch_op *f = calloc(1, sizeof(*f));
     if (!f)
-        return;
+        return -ENOMEM;
     f->q = q;
     f->gen = q->ready_gen;
     f->op = (store_op){.kind = STORE_OP_FETCH_READY, .done = on_fetch, .userdata = f};
     f->op.fetch.queue = q->spec->name;
     f->op.fetch.now = now_wall_ms();
     f->op.fetch.limit = (size_t)q->spec->batch_size;
-    if (submit_op(q->e, &f->op) < 0) {
+    int r = submit_op(q->e, &f->op);
+    if (r < 0) {
         free(f);
-        return;
+        return r;
     }
     q->fetch_in_flight = true;
     q->refetch = false;
+    return 0;
 }
 
 /* ---- the pump ------------------------------------------------------------------------- */
 
 static void on_queue_timer(uv_timer_t *t) { pump(t->data); }
+
+/* A claim or fetch that could not be submitted (no memory, the store
+ * refusing work): the pump tries again in a second rather than at once,
+ * which with every gate open would be a busy loop. */
+static void claim_later(tq *q, int err) {
+    elog(q->e, LOG_ERR, q, "cannot claim tasks: %s; trying again in 1 s", strerror(-err));
+    uv_timer_start(&q->timer, on_queue_timer, 1000, 0);
+}
 
 static void arm_at(tq *q, int64_t *best, int64_t delay) {
     if (delay >= 0 && (*best < 0 || delay < *best))
@@ -1395,23 +1405,28 @@ static void arm_queue_timer(tq *q) {
         arm_at(q, &best, SWEEP_MS);
     else
         q->sched_unknown = false;
-    /* Timers for conditions only a pump that can act on them may wait
-     * for: with a claim or fetch in flight, or no free slot, their
-     * outcome or a finishing run pumps again.  (A due batch with no free
-     * slot armed 0 ms timers forever, starving the loop's I/O.) */
+    /* The gates of a claim (breaker, rate, batch due) matter only to a
+     * pump that can act on them: with a claim or fetch in flight, or no
+     * free slot, their outcome or a finishing run pumps again.  (A due
+     * batch with no free slot armed 0 ms timers forever, starving the
+     * loop's I/O.)  A claim needs every gate open, so the timer is for
+     * the last of them to open; one that opens only on an event (a
+     * half-open trial's outcome) arms nothing.  All open now arms 0 ms:
+     * the clock may have passed a gate since the pump that stopped at
+     * it, or a pending timer is being re-armed after its gate opened,
+     * and no other event may come to pump the queue (that stalled a
+     * rate-limited queue with tasks pending). */
     if (q->maybe_ready && !q->claim_in_flight && !q->fetch_in_flight && free_slots(q) > 0) {
+        int64_t gate = 0;
         if (q->br.threshold) {
             int64_t b = breaker_retry_in_ms(&q->br, now_mono);
-            if (b > 0)
-                arm_at(q, &best, b);
+            gate = b < 0 ? -1 : MAX(gate, b);
         }
-        if (q->spec->rate_per_sec > 0) {
-            int64_t w = token_bucket_wait_ms(&q->tb, now_mono, 1);
-            if (w > 0)
-                arm_at(q, &best, w);
-        }
-        if (q->spec->batch && q->backend && batch_count(&q->bt) > 0)
-            arm_at(q, &best, MAX(batch_due_in_ms(&q->bt, now_wall), 0));
+        if (gate >= 0 && q->spec->rate_per_sec > 0)
+            gate = MAX(gate, token_bucket_wait_ms(&q->tb, now_mono, 1));
+        if (gate >= 0 && q->spec->batch && q->backend && batch_count(&q->bt) > 0 && !q->refetch)
+            gate = MAX(gate, MAX(batch_due_in_ms(&q->bt, now_wall), 0));
+        arm_at(q, &best, gate);
     }
     if (best < 0)
         uv_timer_stop(&q->timer);
@@ -1477,7 +1492,11 @@ static void pump(tq *q) {
         if (q->fetch_in_flight)
             goto arm;
         if (batch_count(&q->bt) == 0 || q->refetch) {
-            fetch_window(q);
+            int r = fetch_window(q);
+            if (r < 0) {
+                claim_later(q, r);
+                return;
+            }
             goto arm;
         }
         if (!batch_due(&q->bt, now_wall))
@@ -1502,8 +1521,13 @@ static void pump(tq *q) {
             n = 1;
         }
     }
-    if (claim(q, n, trial, as_batch) < 0 && trial)
-        breaker_release(&q->br);
+    int r = claim(q, n, trial, as_batch);
+    if (r < 0) {
+        if (trial)
+            breaker_release(&q->br);
+        claim_later(q, r);
+        return;
+    }
     if (as_batch) {
         batch_id tmp[64];
         while (batch_count(&q->bt) > 0)

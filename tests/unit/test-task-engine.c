@@ -485,6 +485,44 @@ static void test_rate_limit(void **state) {
     fx_free(f);
 }
 
+/* Many small waits for a token: a pump that found the next token 1 ms
+ * away must leave a timer armed even when the millisecond turns before
+ * the timer is computed (a queue once stalled that way with tasks
+ * pending and nothing to wake it). */
+static void rate400(fx *f) {
+    f->q.rate_per_sec = 400;
+    f->q.concurrency = 10;
+}
+
+static void test_rate_limit_no_stall(void **state) {
+    fx *f = fx_new(TEND_HANDLER_FUNC, rate400);
+    enum { N = 800, CHUNK = 50 };
+    task_submit s[CHUNK];
+    for (int i = 0; i < CHUNK; i++)
+        s[i] = (task_submit){.payload = "1", .payload_len = 1, .priority = STORE_PRIORITY_NORMAL};
+    for (int k = 0; k < N / CHUNK; k++) {
+        sub_res r;
+        submit(f, s, CHUNK, &r);
+    }
+    /* A burst of 400, then 400 more at 400/s: ~1 s. */
+    int64_t end = now_mono_ms() + slow_ms(10000);
+    int calls = 0;
+    while (now_mono_ms() < end) {
+        pthread_mutex_lock(&lock);
+        calls = H.calls;
+        pthread_mutex_unlock(&lock);
+        if (calls >= N)
+            break;
+        uv_run(&f->loop, UV_RUN_ONCE);
+    }
+    if (calls < N) {
+        task_queue_info in;
+        task_engine_queue_info(f->e, 0, &in);
+        fail_msg("%d of %d tasks ran; running %d tokens %f", calls, N, (int)in.running, in.tokens);
+    }
+    fx_free(f);
+}
+
 static void test_pause_resume(void **state) {
     fx *f = fx_new(TEND_HANDLER_FUNC, NULL);
     task_engine_pause(f->e, "q", true, NULL, NULL);
@@ -964,7 +1002,7 @@ static void test_crash_recovery(void **state) {
 
 static const struct CMUnitTest tests[] = {
     BOTH(test_priority_fifo), BOTH(test_concurrency_limit), BOTH(test_delay),     BOTH(test_timeout),
-    BOTH(test_retry_backoff), BOTH(test_dead_letters),      BOTH(test_breaker),   BOTH(test_rate_limit),
+    BOTH(test_retry_backoff), BOTH(test_dead_letters),      BOTH(test_breaker),   BOTH(test_rate_limit), BOTH(test_rate_limit_no_stall),
     BOTH(test_pause_resume),  BOTH(test_cancel),            BOTH(test_retry_action), BOTH(test_dry_run),
     BOTH(test_batch),         BOTH(test_idempotency),       BOTH(test_enqueue_threads), BOTH(test_enqueue_fields), BOTH(test_exec),
     BOTH(test_pull),          BOTH(test_pull_async),  BOTH(test_shutdown_requeue),  BOTH(test_crash_recovery), BOTH(test_window),
