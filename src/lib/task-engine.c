@@ -1212,6 +1212,14 @@ typedef struct claim_op {
     uint64_t gen;           /* q->ready_gen when submitted */
 } claim_op;
 
+/* A claim or fetch that failed or could not be submitted (no memory,
+ * the store refusing work): the pump tries again in a second rather
+ * than at once, which with every gate open would be a busy loop. */
+static void claim_later(tq *q, int err) {
+    elog(q->e, LOG_ERR, q, "cannot claim tasks: %s; trying again in 1 s", strerror(-err));
+    uv_timer_start(&q->timer, on_queue_timer, 1000, 0);
+}
+
 static void on_claim(store_op *op, int result) {
     claim_op *c = op->userdata;
     tq *q = c->q;
@@ -1221,10 +1229,9 @@ static void on_claim(store_op *op, int result) {
     if (q->backend && !q->windowed)
         e->claiming -= c->limit;
     if (result < 0) {
-        elog(e, LOG_ERR, q, "cannot claim tasks: %s; trying again in 1 s", strerror(-result));
         if (c->trial)
             breaker_release(&q->br);
-        uv_timer_start(&q->timer, on_queue_timer, 1000, 0);
+        claim_later(q, result);
         free(c);
         op_finished(e);
         return;
@@ -1349,7 +1356,11 @@ static void on_fetch(store_op *op, int result) {
     store_op_clear(op);
     free(f);
     op_finished(e);
-    if (!e->stopping)
+    if (e->stopping)
+        return;
+    if (result < 0)
+        claim_later(q, result);
+    else
         pump(q);
 }
 
@@ -1376,14 +1387,6 @@ static int fetch_window(tq *q) {
 /* ---- the pump ------------------------------------------------------------------------- */
 
 static void on_queue_timer(uv_timer_t *t) { pump(t->data); }
-
-/* A claim or fetch that could not be submitted (no memory, the store
- * refusing work): the pump tries again in a second rather than at once,
- * which with every gate open would be a busy loop. */
-static void claim_later(tq *q, int err) {
-    elog(q->e, LOG_ERR, q, "cannot claim tasks: %s; trying again in 1 s", strerror(-err));
-    uv_timer_start(&q->timer, on_queue_timer, 1000, 0);
-}
 
 static void arm_at(tq *q, int64_t *best, int64_t delay) {
     if (delay >= 0 && (*best < 0 || delay < *best))
