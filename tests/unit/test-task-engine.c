@@ -485,10 +485,11 @@ static void test_rate_limit(void **state) {
     fx_free(f);
 }
 
-/* Many small waits for a token: a pump that found the next token 1 ms
- * away must leave a timer armed even when the millisecond turns before
- * the timer is computed (a queue once stalled that way with tasks
- * pending and nothing to wake it). */
+/* Many short waits for a token, each a pump that stops at the rate gate
+ * and a timer that must bring the next one: every task has to run.  A
+ * queue once stalled with tasks pending when the gate opened between the
+ * pump and the timer's arming; that microsecond window is not forced
+ * here, so this guards the cycle rather than reproducing the race. */
 static void rate400(fx *f) {
     f->q.rate_per_sec = 400;
     f->q.concurrency = 10;
